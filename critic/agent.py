@@ -1,0 +1,549 @@
+"""``Agent``: everything algorithms share and none of their math.
+
+Env construction and checks, seeding and threads, the collection loop for the algorithm's
+storage kind, logging, evaluation, checkpoints, ``predict``, ``save`` / ``load``. An algorithm
+subclasses it once and provides ``_build`` (networks and optimizers) and ``_update``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from critic import checkpoint as ckpt
+from critic.buffers.rollout import RolloutBuffer
+from critic.config import Config, ConfigError
+from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
+from critic.envs.spaces import same_space, space_from_dict, space_to_dict
+from critic.envs.step import EnvStepper
+from critic.logger import Clock, Progress, RunLogger, solved_points, to_float, write_json
+from critic.nn import is_image_space
+from critic.normalize import ObsNormalizer, RewardNormalizer
+from critic.seeding import rng_state, seed_everything, set_rng_state
+
+Callback = Callable[["Agent", dict[str, Any]], bool | None]
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or metric became NaN/inf: training stops, the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"invalid value for 'device': {name!r} (CUDA is not available on this machine; use 'cpu')")
+    return dev
+
+
+def build_config(config_cls: type[Config], config: Config | dict | None, overrides: dict[str, Any]) -> Config:
+    if config is None:
+        data: dict[str, Any] = {}
+    elif isinstance(config, Config):
+        data = config.to_dict()
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        raise ConfigError(f"config must be a {config_cls.__name__}, a dict or None, got {type(config).__name__}")
+    data.update(overrides)
+    return config_cls.from_dict(data)
+
+
+class Agent:
+    algo: ClassVar[str] = ""
+    config_cls: ClassVar[type[Config]] = Config
+    storage: ClassVar[str] = "rollout"
+    allowed_actions: ClassVar[tuple[type, ...]] = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)
+
+    nets: nn.Module
+    optims: dict[str, torch.optim.Optimizer]
+
+    def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
+                 allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,
+                 **hparams: Any):
+        self.cfg = build_config(self.config_cls, config, hparams)
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.allow_import = tuple(allow_import)
+        self.env_id = env if isinstance(env, str) else None
+        self._env_spec = env
+        self.np_rng = seed_everything(cfg.seed)
+        self.venv: gym.vector.VectorEnv | None = None
+        self.stepper: EnvStepper | None = None
+        if env is not None:
+            self.venv = make_vec_env(env, cfg.num_envs, cfg.seed, cfg.vectorization, self.allow_import)
+            obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
+            if spaces is not None and not (same_space(obs_space, spaces[0]) and same_space(act_space, spaces[1])):
+                self.venv.close()
+                raise EnvError(f"the environment's spaces ({obs_space}, {act_space}) differ from the model's "
+                               f"({spaces[0]}, {spaces[1]})")
+            self.stepper = EnvStepper(self.venv)
+        elif spaces is not None:
+            obs_space, act_space = spaces
+        else:
+            raise EnvError("an environment is required (a Gymnasium id, a gymnasium.Env or a callable)")
+        try:
+            check_spaces(obs_space, act_space, self.allowed_actions)
+        except EnvError:
+            self.close()
+            raise
+        self.obs_space, self.act_space = obs_space, act_space
+        self._image = is_image_space(obs_space)
+        if cfg.normalize_obs and self._image:
+            raise ConfigError("invalid value for 'normalize_obs': True (image observations are scaled to [0, 1] "
+                              "instead; allowed: false for image spaces)")
+        self._set_threads()
+        self.obs_norm = ObsNormalizer(obs_space.shape) if cfg.normalize_obs else None
+        self.rew_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None
+        self.env_steps = 0
+        self.updates = 0
+        self.episodes = 0
+        self.resets = 0
+        self._obs: np.ndarray | None = None
+        self._recent_returns: deque[float] = deque(maxlen=100)
+        self._finished: list[float] = []
+        self._eval_env: gym.Env | None = None
+        self._run: dict[str, Any] = {"evals": [], "wall": 0.0, "train": 0.0}
+        self._build()
+        if self.storage == "rollout":
+            self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
+
+    # ------------------------------------------------------------------ algorithm hooks
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _rollout_len(self) -> int:
+        return self.cfg.n_steps  # type: ignore[attr-defined]
+
+    def _episodic(self) -> bool:
+        return False
+
+    def _policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions for a batch of (normalised) observations, in the policy's own space."""
+        return self.nets.act(obs, deterministic)[0]
+
+    def _env_action(self, a: np.ndarray) -> np.ndarray:
+        """Policy action -> what the env receives (Gaussian actions clipped to the Box)."""
+        if isinstance(self.act_space, gym.spaces.Box):
+            return np.clip(a, self.act_space.low, self.act_space.high)
+        return a
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _set_threads(self) -> None:
+        n = self.cfg.torch_threads
+        if n == 0 and self.device.type == "cpu":
+            # Small networks pay more for thread synchronisation than they gain (measured:
+            # 2 threads made a 64-64 PPO ~3x slower); convolutional encoders do benefit.
+            n = 1 if not self._image else min(4, os.cpu_count() or 1)
+        if n > 0 and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+    def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if self.obs_norm is None:
+            return obs
+        return self.obs_norm(obs, update=update)
+
+    def _require_env(self) -> EnvStepper:
+        if self.stepper is None:
+            raise EnvError("this agent has no environment (it was loaded without one); "
+                           "pass env= to critic.load or call agent.set_env(env)")
+        return self.stepper
+
+    def set_env(self, env: EnvSpec) -> None:
+        """Attach (or replace) the training environment; its spaces must match the model's."""
+        venv = make_vec_env(env, self.cfg.num_envs, self.cfg.seed, self.cfg.vectorization, self.allow_import)
+        if not (same_space(venv.single_observation_space, self.obs_space)
+                and same_space(venv.single_action_space, self.act_space)):
+            venv.close()
+            raise EnvError("the new environment's spaces differ from the model's")
+        if self.venv is not None:
+            self.venv.close()
+        self.venv, self.stepper, self._obs = venv, EnvStepper(venv), None
+        self.env_id = env if isinstance(env, str) else None
+        self._env_spec = env
+        self._eval_env = None
+
+    # ------------------------------------------------------------------ training
+    def learn(self, total_steps: int, callback: Callback | None = None, *, progress_bar: bool | None = None,
+              run_dir: str | os.PathLike | None = None, eval_every: int = 0, eval_episodes: int = 10,
+              checkpoint_every: int = 0, threshold: float | None = None) -> "Agent":
+        """Train for ``total_steps`` more environment steps.
+
+        ``callback(agent, info)`` runs after every iteration; returning ``False`` stops training.
+        With ``run_dir`` the run directory of BENCHMARKS.md is written (metrics, evaluations,
+        checkpoints, final model, summary, curve). Ctrl-C stops at the end of the current
+        iteration, writes a checkpoint to ``run_dir`` and raises ``KeyboardInterrupt``.
+        """
+        if not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
+            raise ConfigError(f"invalid value for 'total_steps': {total_steps!r} (allowed: an integer >= 0)")
+        if eval_every < 0 or eval_episodes < 1:
+            raise ConfigError(f"invalid evaluation settings eval_every={eval_every}, eval_episodes={eval_episodes} "
+                              "(allowed: eval_every >= 0, eval_episodes >= 1)")
+        stepper = self._require_env()
+        start, target = self.env_steps, self.env_steps + int(total_steps)
+        self._learn_span = (start, target)
+        if threshold is None:
+            threshold = self._default_threshold()
+        run = RunLogger(run_dir) if run_dir is not None else None
+        clock = Clock(self._run["wall"], self._run["train"])
+        progress = Progress(target, start, progress_bar, desc=f"{self.algo} {self.env_id or ''}".strip())
+        interrupted = threading.Event()
+        old_handler = self._install_sigint(interrupted)
+        if self._obs is None:
+            self._obs = self._norm_obs(stepper.reset(seed=self.cfg.seed + 1000 * self.resets), update=True)
+            self.resets += 1
+        next_log = start + self.cfg.log_every
+        next_eval = start + eval_every if eval_every else math.inf
+        next_ckpt = start + checkpoint_every if checkpoint_every else math.inf
+        last_log_t, last_log_steps = clock.train, start
+        pending: list[float] = []
+        metrics: dict[str, torch.Tensor] = {}
+        try:
+            while self.env_steps < target and not interrupted.is_set():
+                metrics = self._iteration(target)
+                new_eps = self._take_finished_returns()
+                pending.extend(new_eps)
+                if self.env_steps >= next_log or self.env_steps >= target:
+                    now = clock.train
+                    sps = (self.env_steps - last_log_steps) / max(now - last_log_t, 1e-9)
+                    row = self._log_row(metrics, pending, sps, clock)
+                    if run is not None:
+                        run.log_metrics(row)
+                    progress.update(self.env_steps, float(np.mean(self._recent_returns)) if self._recent_returns else None, sps)
+                    pending = []
+                    last_log_t, last_log_steps = now, self.env_steps
+                    while next_log <= self.env_steps:
+                        next_log += self.cfg.log_every
+                if self.env_steps >= next_eval or (eval_every and self.env_steps >= target):
+                    t0 = time.perf_counter()
+                    res = self.evaluate(eval_episodes)
+                    clock.eval_time += time.perf_counter() - t0
+                    row = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
+                           "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"],
+                           "episodes": eval_episodes}
+                    self._run["evals"].append(row)
+                    if run is not None:
+                        run.log_eval(row)
+                    while next_eval <= self.env_steps:
+                        next_eval += eval_every
+                if run is not None and self.env_steps >= next_ckpt:
+                    self._save_run_checkpoint(run_dir, clock)
+                    while next_ckpt <= self.env_steps:
+                        next_ckpt += checkpoint_every
+                if callback is not None:
+                    info = {"env_steps": self.env_steps, "updates": self.updates, "metrics": metrics,
+                            "episode_returns": new_eps}
+                    if callback(self, info) is False:
+                        break
+        finally:
+            progress.close()
+            self._restore_sigint(old_handler)
+            self._run["wall"], self._run["train"] = clock.wall, clock.train
+        if run is not None:
+            self._save_run_checkpoint(run_dir, clock)
+            if not interrupted.is_set():
+                self.save(Path(run_dir) / "model" / ckpt.FILENAME)
+            self._write_summary(Path(run_dir), clock, threshold)
+            run.close()
+        if interrupted.is_set():
+            raise KeyboardInterrupt(f"training interrupted at env step {self.env_steps}"
+                                    + (f"; checkpoint written to {run_dir}" if run_dir else ""))
+        return self
+
+    def _install_sigint(self, flag: threading.Event):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if flag.is_set():  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            flag.set()
+
+        try:
+            return signal.signal(signal.SIGINT, handler)
+        except ValueError:  # pragma: no cover
+            return None
+
+    @staticmethod
+    def _restore_sigint(old) -> None:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+    def _default_threshold(self) -> float | None:
+        if isinstance(self._env_spec, str):
+            try:
+                return gym.spec(self._env_spec).reward_threshold
+            except Exception:
+                return None
+        return None
+
+    def _iteration(self, target: int) -> dict[str, torch.Tensor]:
+        if self.storage == "rollout":
+            self._collect_rollout()
+            metrics = self._update()
+            self.updates += 1
+            return metrics
+        raise NotImplementedError(self.storage)
+
+    def _take_finished_returns(self) -> list[float]:
+        out, self._finished = self._finished, []
+        return out
+
+    def _record_episodes(self, returns: list[float]) -> None:
+        if returns:
+            self.episodes += len(returns)
+            self._recent_returns.extend(returns)
+            self._finished.extend(returns)
+
+    def _log_row(self, metrics: dict[str, torch.Tensor], episode_returns: list[float], sps: float,
+                 clock: Clock) -> dict[str, Any]:
+        row: dict[str, Any] = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
+                               "train_seconds": round(clock.train, 3), "updates": self.updates,
+                               "episodes": self.episodes}
+        row["env/episodic_return"] = float(np.mean(episode_returns)) if episode_returns else ""
+        row["perf/sps"] = round(sps, 1)
+        for k, v in metrics.items():
+            f = to_float(v)
+            if not math.isfinite(f):
+                raise NonFiniteError(f"{k} became {f} at env step {self.env_steps} (update {self.updates}); "
+                                     "training stopped, the last good checkpoint is kept")
+            row[k] = f
+        return row
+
+    # ------------------------------------------------------------------ on-policy collection
+    def _collect_rollout(self) -> None:
+        buf, nets, stepper, dev = self.buffer, self.nets, self.stepper, self.device
+        assert stepper is not None and self._obs is not None
+        episodic = self._episodic()
+        buf.reset()
+        while True:
+            obs_t = torch.as_tensor(self._obs, device=dev)
+            with torch.inference_mode():
+                a, logp, v = nets.act(obs_t)
+            step = stepper.step(self._env_action(a.cpu().numpy()))
+            self.env_steps += stepper.num_envs
+            reward = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
+            if buf.full:
+                buf.grow()
+            buf.add(obs_t, a, logp, v, reward, step.terminated, step.truncated)
+            if step.truncated.any():
+                idx = np.flatnonzero(step.truncated)
+                final = torch.as_tensor(self._norm_obs(step.next_obs[idx]), device=dev)
+                with torch.inference_mode():
+                    buf.set_truncation_values(idx, nets.value(final))
+            self._record_episodes(step.episode_returns)
+            self._obs = self._norm_obs(step.obs, update=True)
+            if (episodic and step.done[0]) or (not episodic and buf.full):
+                break
+        with torch.inference_mode():
+            buf.finish(nets.value(torch.as_tensor(self._obs, device=dev)))
+
+    # ------------------------------------------------------------------ acting and evaluation
+    def predict(self, obs: Any, deterministic: bool = False) -> np.ndarray:
+        """Action(s) for one observation or a batch ``[B, *obs_shape]``, as the env expects them."""
+        x = np.asarray(obs)
+        shape = self.obs_space.shape
+        single = x.shape == shape
+        if single:
+            x = x[None]
+        elif x.shape[1:] != shape:
+            raise ValueError(f"observation of shape {x.shape} matches neither the observation space {shape} "
+                             f"nor a batch [B, *{shape}]")
+        if not self._image:
+            x = x.astype(np.float32, copy=False)
+        x = self._norm_obs(x)
+        with torch.inference_mode():
+            a = self._policy(torch.as_tensor(x, device=self.device), deterministic)
+        a = self._env_action(a.cpu().numpy())
+        return a[0] if single else a
+
+    def _make_eval_env(self, render_mode: str | None = None) -> gym.Env:
+        if self._env_spec is None:
+            raise EnvError("this agent has no environment to evaluate on; pass env= to critic.load")
+        spec = self._env_spec
+        if isinstance(spec, gym.vector.VectorEnv):
+            raise EnvError("cannot build an evaluation env from a vector env instance; pass an id or a callable")
+        if isinstance(spec, gym.Env):
+            return spec
+        return make_env(spec, render_mode=render_mode, allow_import=self.allow_import)
+
+    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: gym.Env | None = None,
+                 seed: int | None = None) -> dict[str, Any]:
+        """Play ``n_episodes`` full episodes; ``{mean, std, returns, lengths}`` of raw returns."""
+        if n_episodes < 1:
+            raise ConfigError(f"invalid value for 'n_episodes': {n_episodes} (allowed: an integer >= 1)")
+        if env is None:
+            if self._eval_env is None:
+                self._eval_env = self._make_eval_env()
+                self._eval_seed = self.cfg.seed + 100_003
+            env = self._eval_env
+            first_seed = self._eval_seed if seed is None else seed
+            self._eval_seed = None
+        else:
+            first_seed = seed
+        returns, lengths = [], []
+        for ep in range(n_episodes):
+            obs, _ = env.reset(seed=first_seed if ep == 0 else None)
+            total, n, done = 0.0, 0, False
+            while not done:
+                obs, r, term, trunc, _ = env.step(self.predict(obs, deterministic))
+                total += float(r)
+                n += 1
+                done = term or trunc
+            returns.append(total)
+            lengths.append(n)
+        return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
+                "lengths": lengths}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"nets/{k}": v for k, v in self.nets.state_dict().items()}
+        optim_meta = {}
+        for name, opt in self.optims.items():
+            t, m = ckpt.optimizer_state(name, opt)
+            tensors.update(t)
+            optim_meta[name] = m
+        if self.obs_norm is not None:
+            tensors.update(self.obs_norm.rms.state_dict("obs_norm"))
+        if self.rew_norm is not None:
+            tensors.update(self.rew_norm.rms.state_dict("rew_norm"))
+            tensors["rew_norm/ret"] = torch.from_numpy(self.rew_norm.ret.copy())
+        rng_meta, rng_tensors = rng_state(self.np_rng)
+        tensors.update(rng_tensors)
+        extra_t, extra_m = self._extra_state()
+        tensors.update(extra_t)
+        from critic import __version__
+        meta = {
+            "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
+            "config": self.cfg.to_dict(),
+            "spaces": {"observation": space_to_dict(self.obs_space), "action": space_to_dict(self.act_space)},
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                         "resets": self.resets},
+            "optimizers": optim_meta, "rng": rng_meta, "run": self._run, "extra": extra_m,
+            "allow_import": list(self.allow_import),
+        }
+        return tensors, meta
+
+    def _extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {}
+
+    def _load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        pass
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
+        try:
+            nets_sd = {k[len("nets/"):]: v for k, v in tensors.items() if k.startswith("nets/")}
+            self.nets.load_state_dict(nets_sd, strict=True)
+            for name, opt in self.optims.items():
+                ckpt.load_optimizer_state(name, opt, tensors, meta["optimizers"][name])
+            if self.obs_norm is not None:
+                self.obs_norm.rms.load_state_dict(tensors, "obs_norm")
+            if self.rew_norm is not None:
+                self.rew_norm.rms.load_state_dict(tensors, "rew_norm")
+                self.rew_norm.ret = tensors["rew_norm/ret"].numpy().copy()
+            set_rng_state(meta["rng"], tensors, self.np_rng)
+            c = meta["counters"]
+            self.env_steps, self.updates, self.episodes, self.resets = (
+                int(c["env_steps"]), int(c["updates"]), int(c["episodes"]), int(c.get("resets", 0)))
+            self._run = meta.get("run", self._run)
+            self._load_extra_state(tensors, meta.get("extra", {}))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ckpt.CheckpointError(f"{path}: checkpoint does not match this {self.algo} agent "
+                                       f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states)."""
+        tensors, meta = self._state()
+        path = Path(path)
+        if path.suffix == "" or path.is_dir():
+            path = path / ckpt.FILENAME
+        return ckpt.write(path, tensors, meta)
+
+    def _save_run_checkpoint(self, run_dir, clock: Clock) -> None:
+        self._run["wall"], self._run["train"] = clock.wall, clock.train
+        self.save(Path(run_dir) / "checkpoints" / ckpt.FILENAME)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) -> "Agent":
+        """Load a checkpoint saved by any algorithm (``critic.load`` is the same function)."""
+        return load(path, env=env, **overrides)
+
+    def _write_summary(self, run_dir: Path, clock: Clock, threshold: float | None) -> None:
+        evals = self._run["evals"]
+        first, stable = solved_points(evals, threshold)
+        last = evals[-1] if evals else None
+        summary = {
+            "algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed, "env_steps": self.env_steps,
+            "updates": self.updates, "wall_seconds": round(clock.wall, 3), "train_seconds": round(clock.train, 3),
+            "steps_per_second": round(self.env_steps / max(clock.train, 1e-9), 1),
+            "updates_per_second": round(self.updates / max(clock.train, 1e-9), 2),
+            "final_eval": ({"mean": last["mean"], "std": last["std"], "episodes": last["episodes"]}
+                           if last else None),
+            "threshold": threshold, "solved_at": first, "stable_solved_at": stable,
+            "versions": _versions(),
+        }
+        write_json(run_dir / "summary.json", summary)
+        try:
+            from critic.plotting import plot_runs
+            plot_runs([run_dir], run_dir / "curve.png")
+        except Exception as e:  # a plot must never cost the run
+            print(f"critic: could not draw the learning curve: {e}")
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+        if self._eval_env is not None and self._eval_env is not self._env_spec:
+            self._eval_env.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(env={self.env_id!r}, env_steps={self.env_steps})"
+
+
+def _versions() -> dict[str, str]:
+    from critic import __version__
+    return {"critic": __version__, "torch": torch.__version__, "gymnasium": gym.__version__,
+            "python": platform.python_version()}
+
+
+def load(path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) -> Agent:
+    """Load any saved agent: weights, optimizers, normalisers, counters and RNG states.
+
+    ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
+    callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
+    """
+    from critic.algos.registry import get_algo
+    tensors, meta = ckpt.read(path)
+    try:
+        cls = get_algo(meta["algo"])
+        cfg = cls.config_cls.from_dict({**meta["config"], **overrides})
+        spaces = (space_from_dict(meta["spaces"]["observation"]), space_from_dict(meta["spaces"]["action"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ckpt.CheckpointError(f"{path}: invalid checkpoint metadata ({type(e).__name__}: {e})") from None
+    env_spec = env if env is not None else meta.get("env_id")
+    try:
+        agent = cls(env_spec, cfg, spaces=spaces, allow_import=tuple(meta.get("allow_import", ())))
+    except EnvError as e:
+        if env is None and env_spec is not None:  # the stored id no longer resolves: predict-only
+            agent = cls(None, cfg, spaces=spaces)
+        elif "differ from the model" in str(e):
+            raise ckpt.CheckpointError(f"{path}: {e}") from None
+        else:
+            raise
+    agent._load_state(tensors, meta, str(path))
+    return agent

@@ -1,0 +1,1 @@
+"""Algorithms: one file each, read top to bottom (config, networks, act, update, agent)."""

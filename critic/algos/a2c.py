@@ -1,0 +1,101 @@
+"""Advantage actor-critic, synchronous (Mnih et al. 2016, arXiv:1602.01783, A2C form).
+
+One code path, three flavours (seed 001):
+  * n-step A2C: N envs, rollouts of ``n_steps``; advantages by GAE (lambda=1 gives the
+    n-step return R_t = sum_k gamma^k r_{t+k} + gamma^m V(s_{t+m}) minus V(s_t)).
+  * per-step on-policy A2C: ``n_steps=1`` with one env: an update after every step,
+    A_t = r_t + gamma (1 - term_t) V(s_{t+1}) - V(s_t).
+  * episodic A2C (``episodic=True``): one update per finished episode with per-episode
+    standardised Monte-Carlo returns G_t and a Huber critic loss, as in the Keras example.
+
+Loss: L = -E[A log pi(a|s)] + vf_coef * value_loss(V, G) - ent_coef * H(pi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from critic.agent import Agent
+from critic.algos.common import apply_lr_schedule, make_optimizer
+from critic.config import OnPolicyConfig, check
+from critic.losses import entropy_loss, policy_loss, value_loss
+from critic.modules.policies import ActorCriticNet
+from critic.returns import discounted_returns, gae
+
+
+@dataclass(kw_only=True)
+class A2CConfig(OnPolicyConfig):
+    learning_rate: float = 7e-4
+    """Optimizer learning rate."""
+    optimizer: str = "rmsprop"
+    """Optimizer: 'adam' or 'rmsprop'."""
+    episodic: bool = False
+    """Update once per finished episode with standardised Monte-Carlo returns (needs num_envs=1)."""
+    value_loss: str = "mse"
+    """Critic loss: 'mse' (0.5 squared error) or 'huber' (the episodic variant uses huber)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(not self.episodic or self.num_envs == 1, "num_envs", self.num_envs,
+              "1 when episodic=True (one episode per update)")
+
+
+def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+           cfg: A2CConfig) -> dict[str, torch.Tensor]:
+    """One gradient step on a whole rollout ``[T, N]``."""
+    r, v, nv = batch["rewards"], batch["values"], batch["next_values"]
+    term, trunc = batch["terminated"], batch["truncated"]
+    if cfg.episodic:
+        ret = discounted_returns(r, nv, term, trunc, cfg.gamma)
+        ret = (ret - ret.mean()) / (ret.std(unbiased=False) + 1e-8)
+        adv = ret - v
+    else:
+        adv, ret = gae(r, v, nv, term, trunc, cfg.gamma, cfg.gae_lambda)
+    obs = batch["obs"].flatten(0, 1)
+    actions = batch["actions"].flatten(0, 1)
+    adv, ret = adv.flatten(), ret.flatten()
+    if cfg.normalize_advantage and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+    params, values = nets(obs)
+    dist = nets.dist(params)
+    pi_loss, metrics = policy_loss("vanilla", dist, actions, adv)
+    vf_loss, _ = value_loss(values, ret, "huber" if cfg.episodic else cfg.value_loss)
+    loss = pi_loss + cfg.vf_coef * vf_loss
+    if cfg.ent_coef > 0:
+        ent_loss, m = entropy_loss(dist.entropy())
+        loss = loss + cfg.ent_coef * ent_loss
+        metrics.update(m)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm, foreach=True)
+    opt.step()
+    metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
+    return metrics
+
+
+class A2C(Agent):
+    """``critic.A2C(env, **hparams)``: n-step, per-step (``n_steps=1``) or episodic A2C."""
+
+    algo = "a2c"
+    config_cls = A2CConfig
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
+                                   cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
+        self.optims = {"main": make_optimizer(self.nets.parameters(), cfg)}
+
+    def _rollout_len(self) -> int:
+        return 256 if self.cfg.episodic else self.cfg.n_steps
+
+    def _episodic(self) -> bool:
+        return self.cfg.episodic
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        opt = self.optims["main"]
+        apply_lr_schedule(opt, self.cfg, self.env_steps, self._learn_span)
+        return update(self.nets, opt, self.buffer.view(), self.cfg)

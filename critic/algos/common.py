@@ -1,0 +1,27 @@
+"""Small pieces the on-policy algorithm files share (optimizer construction, LR schedule)."""
+
+from __future__ import annotations
+
+import torch
+
+from critic.config import OnPolicyConfig
+
+
+def make_optimizer(params, cfg: OnPolicyConfig) -> torch.optim.Optimizer:
+    params = list(params)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps,
+                                   foreach=True)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optim_eps, fused=fused)
+
+
+def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps: int,
+                      span: tuple[int, int]) -> None:
+    """Linear annealing from learning_rate to 0 over the current learn() call."""
+    if cfg.lr_schedule != "linear":
+        return
+    start, end = span
+    frac = 1.0 - (env_steps - start) / max(end - start, 1)
+    for g in opt.param_groups:
+        g["lr"] = cfg.learning_rate * max(frac, 0.0)

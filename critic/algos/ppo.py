@@ -1,0 +1,117 @@
+"""Proximal policy optimisation with the clipped surrogate (Schulman et al. 2017, arXiv:1707.06347).
+
+Per rollout: GAE advantages (arXiv:1506.02438), then ``n_epochs`` passes of shuffled
+minibatches minimising
+  L = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef * L_V - ent_coef * H(pi),
+r = pi(a|s) / pi_old(a|s), with optional value clipping (L_V = max of clipped and unclipped
+errors), advantage standardisation per minibatch, gradient-norm clipping, linear learning-rate
+annealing and an early stop of the epochs when the approximate KL passes ``target_kl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from critic.agent import Agent
+from critic.algos.common import apply_lr_schedule, make_optimizer
+from critic.config import OnPolicyConfig, check
+from critic.losses import entropy_loss, ppo_clip_loss, value_loss
+from critic.modules.policies import ActorCriticNet
+from critic.returns import gae
+
+
+@dataclass(kw_only=True)
+class PPOConfig(OnPolicyConfig):
+    n_steps: int = 2048
+    """Rollout length per env between updates."""
+    gae_lambda: float = 0.95
+    """GAE lambda: 1 gives n-step (Monte-Carlo within the rollout) returns, 0 gives TD(0)."""
+    batch_size: int = 64
+    """Minibatch size (at most n_steps * num_envs)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    clip_eps: float = 0.2
+    """Clipping range of the probability ratio."""
+    clip_vf: float | None = None
+    """Clip value updates to this distance from the old values (none = no value clipping)."""
+    target_kl: float | None = None
+    """Stop the epochs of an update once the approximate KL exceeds this (none = never)."""
+    normalize_advantage: bool = True
+    """Standardise advantages per (mini)batch."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        check(self.batch_size <= self.n_steps * self.num_envs, "batch_size", self.batch_size,
+              f"at most n_steps * num_envs = {self.n_steps * self.num_envs}, the rollout size")
+        check(self.n_epochs >= 1, "n_epochs", self.n_epochs, "an integer >= 1")
+        check(0 < self.clip_eps < 1, "clip_eps", self.clip_eps, "a number in (0, 1)")
+        check(self.clip_vf is None or self.clip_vf > 0, "clip_vf", self.clip_vf, "a number > 0 or none")
+        check(self.target_kl is None or self.target_kl > 0, "target_kl", self.target_kl, "a number > 0 or none")
+
+
+def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
+                   cfg: PPOConfig) -> dict[str, torch.Tensor]:
+    adv = mb["adv"]
+    if cfg.normalize_advantage and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    params, values = nets(mb["obs"])
+    dist = nets.dist(params)
+    pi_loss, metrics = ppo_clip_loss(dist.log_prob(mb["actions"]), mb["logp"], adv, cfg.clip_eps)
+    vf_loss, _ = value_loss(values, mb["ret"], cfg.value_loss, mb["values"], cfg.clip_vf)
+    loss = pi_loss + cfg.vf_coef * vf_loss
+    if cfg.ent_coef > 0:
+        ent_loss, m = entropy_loss(dist.entropy())
+        loss = loss + cfg.ent_coef * ent_loss
+        metrics.update(m)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm, foreach=True)
+    opt.step()
+    metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
+    return metrics
+
+
+def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+           cfg: PPOConfig) -> dict[str, torch.Tensor]:
+    adv, ret = gae(batch["rewards"], batch["values"], batch["next_values"], batch["terminated"],
+                   batch["truncated"], cfg.gamma, cfg.gae_lambda)
+    data = {"obs": batch["obs"].flatten(0, 1), "actions": batch["actions"].flatten(0, 1),
+            "logp": batch["logp"].flatten(), "values": batch["values"].flatten(),
+            "adv": adv.flatten(), "ret": ret.flatten()}
+    B = data["adv"].shape[0]
+    bs = cfg.batch_size
+    metrics: dict[str, torch.Tensor] = {}
+    for _ in range(cfg.n_epochs):
+        if bs >= B:  # one minibatch: shuffling would change nothing
+            metrics = minibatch_step(nets, opt, data, cfg)
+        else:
+            perm = torch.randperm(B, device=data["adv"].device)
+            for start in range(0, B - bs + 1, bs):
+                idx = perm[start:start + bs]
+                metrics = minibatch_step(nets, opt, {k: v[idx] for k, v in data.items()}, cfg)
+        # The only host sync in PPO, and only when asked for: the KL early stop.
+        if cfg.target_kl is not None and float(metrics["train/approx_kl"]) > cfg.target_kl:
+            break
+    return metrics
+
+
+class PPO(Agent):
+    """``critic.PPO(env, **hparams)``."""
+
+    algo = "ppo"
+    config_cls = PPOConfig
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
+                                   cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
+        self.optims = {"main": make_optimizer(self.nets.parameters(), cfg)}
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        opt = self.optims["main"]
+        apply_lr_schedule(opt, self.cfg, self.env_steps, self._learn_span)
+        return update(self.nets, opt, self.buffer.view(), self.cfg)

@@ -1,0 +1,323 @@
+"""Typed configurations shared by every algorithm.
+
+A config is a keyword-only dataclass. Each field carries a one-line docstring (the string
+literal right after it) which is also the CLI help. Invalid values fail in ``__post_init__``
+with a :class:`ConfigError` naming the field, the value and what is allowed. Configs round-trip
+through YAML and JSON with ``to_dict`` / ``from_dict``; YAML is read with ``safe_load`` only,
+so a ``!!python`` payload is refused and never executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid hyper-parameter or configuration file (the message names the field)."""
+
+
+# ----------------------------------------------------------------------------- validation
+
+def check(cond: bool, name: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: {allowed})")
+
+
+def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    choices = tuple(choices)
+    check(value in choices, name, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+# ----------------------------------------------------------------------------- field docs
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each dataclass field to the docstring written under it (searched along the MRO)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):  # pragma: no cover - source not available
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for stmt, nxt in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+# ----------------------------------------------------------------------------- coercion
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` (from YAML, JSON or a ``--set`` string) to the field type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(name, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"invalid value for '{name}': {value!r}")
+    if origin is typing.Literal:
+        check_choice(name, value, args)
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            s = value.strip().strip("()[]")
+            value = [v for v in (p.strip() for p in s.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a list)")
+        inner = args[0] if args else Any
+        out = [coerce(name, v, inner) for v in value]
+        return tuple(out) if origin is tuple else out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: true or false)")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: an integer)")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value.replace("_", ""))
+            except ValueError:
+                f = math.nan
+            if math.isfinite(f) and f.is_integer():
+                return int(f)
+        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: an integer)")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a number)")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a number)")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a string)")
+    return value
+
+
+# ----------------------------------------------------------------------------- base config
+
+@dataclass(kw_only=True)
+class Config:
+    """Fields every algorithm has."""
+
+    seed: int = 0
+    """Random seed for torch, NumPy, Python and the environments."""
+    num_envs: int = 1
+    """Number of environments stepped in parallel (a vector env)."""
+    vectorization: str = "sync"
+    """How the vector env runs its sub-envs: 'sync' (one process) or 'async' (subprocesses)."""
+    device: str = "cpu"
+    """Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)."""
+    torch_threads: int = 0
+    """Torch intra-op threads; 0 chooses automatically (1 for small networks on CPU)."""
+    learning_rate: float = 3e-4
+    """Optimizer learning rate."""
+    gamma: float = 0.99
+    """Discount factor."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the MLP bodies."""
+    activation: str = "tanh"
+    """Hidden activation: 'tanh', 'relu', 'elu' or 'gelu'."""
+    normalize_obs: bool = False
+    """Normalise observations with running mean/std (statistics are saved with the model)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved with the model)."""
+    log_every: int = 1000
+    """Write a metrics row (and refresh the progress bar) every this many env steps."""
+
+    def __post_init__(self) -> None:
+        check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        check(self.num_envs >= 1, "num_envs", self.num_envs, "an integer >= 1")
+        check_choice("vectorization", self.vectorization, ("sync", "async"))
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")
+              or self.device == "mps", "device", self.device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+        check(self.torch_threads >= 0, "torch_threads", self.torch_threads, "an integer >= 0 (0 = auto)")
+        check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+              self.learning_rate, "a number > 0")
+        check(math.isfinite(self.gamma) and 0.0 <= self.gamma <= 1.0, "gamma", self.gamma,
+              "a number in [0, 1]")
+        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+              "hidden_sizes", self.hidden_sizes, "one or more positive integers")
+        check_choice("activation", self.activation, ("tanh", "relu", "elu", "gelu"))
+        check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping of field names to values, got {type(data).__name__}")
+        names = cls.field_names()
+        types_ = _resolved_types(cls)
+        kwargs = {}
+        for key, value in data.items():
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ConfigError(f"unknown field '{key}' for {cls.__name__}{hint}")
+            kwargs[key] = coerce(key, value, types_[key])
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # pragma: no cover - defensive
+            raise ConfigError(str(e)) from None
+
+    def replace(self, **changes: Any) -> "Config":
+        d = self.to_dict()
+        d.update(changes)
+        return type(self).from_dict(d)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, doc) for every field: the source of the CLI help."""
+        docs = field_docs(cls)
+        types_ = _resolved_types(cls)
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            tp = types_[f.name]
+            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            out.append((f.name, tname, default, docs.get(f.name, "")))
+        return out
+
+
+def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
+    """Parse CLI ``--set key=value`` items into a dict of raw strings."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects key=value with a non-empty key, got {item!r}")
+        out[key] = value.strip()
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping safely: tags such as ``!!python/object`` are refused, never run."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"refusing config file {path}: {msg}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False)
+
+
+@dataclass(kw_only=True)
+class OnPolicyConfig(Config):
+    """Fields shared by the on-policy actor-critics (A2C, PPO)."""
+
+    n_steps: int = 5
+    """Rollout length per env between updates."""
+    gae_lambda: float = 1.0
+    """GAE lambda: 1 gives n-step (Monte-Carlo within the rollout) returns, 0 gives TD(0)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float | None = 0.5
+    """Clip the global gradient norm to this value (none = no clipping)."""
+    normalize_advantage: bool = False
+    """Standardise advantages per (mini)batch."""
+    optimizer: str = "adam"
+    """Optimizer: 'adam' or 'rmsprop'."""
+    optim_eps: float = 1e-5
+    """Optimizer epsilon."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop smoothing constant (used when optimizer='rmsprop')."""
+    lr_schedule: str = "constant"
+    """Learning-rate schedule: 'constant' or 'linear' (annealed to 0 over the learn() call)."""
+    value_loss: str = "mse"
+    """Critic loss: 'mse' (0.5 squared error) or 'huber'."""
+    shared_body: bool = False
+    """One MLP body for actor and critic (two heads) instead of two separate MLPs."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (policy head gain 0.01, value head gain 1)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian policies (Box actions)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.n_steps >= 1, "n_steps", self.n_steps, "an integer >= 1")
+        check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "a number in [0, 1]")
+        check(self.ent_coef >= 0 and math.isfinite(self.ent_coef), "ent_coef", self.ent_coef, "a number >= 0")
+        check(self.vf_coef >= 0 and math.isfinite(self.vf_coef), "vf_coef", self.vf_coef, "a number >= 0")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm,
+              "a number > 0 or none")
+        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        check(self.optim_eps > 0, "optim_eps", self.optim_eps, "a number > 0")
+        check(0 < self.rmsprop_alpha < 1, "rmsprop_alpha", self.rmsprop_alpha, "a number in (0, 1)")
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
+        check_choice("value_loss", self.value_loss, ("mse", "huber"))

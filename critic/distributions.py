@@ -1,0 +1,152 @@
+"""Action distributions, written lean for the hot path (no torch.distributions validation).
+
+Each has ``sample()``, ``log_prob(a)``, ``entropy()`` and ``mode()``; log-probs and entropies
+are summed over action dimensions so they are always ``[B]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class Categorical:
+    """Softmax policy over ``n`` actions from unnormalised ``logits [B, n]``."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)  # log-probabilities
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.exp()
+
+    def sample(self) -> torch.Tensor:
+        return torch.multinomial(self.probs.reshape(-1, self.logits.shape[-1]), 1).reshape(self.logits.shape[:-1])
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        return self.logits.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.logits.exp() * self.logits).sum(-1)
+
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+    def params(self) -> torch.Tensor:
+        return self.probs
+
+
+class MultiCategorical:
+    """Independent categoricals for a MultiDiscrete space; actions ``[B, k]``."""
+
+    def __init__(self, logits: torch.Tensor, nvec: list[int]):
+        self.nvec = nvec
+        self.dists = [Categorical(x) for x in torch.split(logits, nvec, dim=-1)]
+
+    def sample(self) -> torch.Tensor:
+        return torch.stack([d.sample() for d in self.dists], -1)
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(a[..., i]) for i, d in enumerate(self.dists))  # type: ignore[return-value]
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy() for d in self.dists)  # type: ignore[return-value]
+
+    def mode(self) -> torch.Tensor:
+        return torch.stack([d.mode() for d in self.dists], -1)
+
+    def params(self) -> torch.Tensor:
+        return torch.cat([d.probs for d in self.dists], -1)
+
+
+class DiagGaussian:
+    """Gaussian with diagonal covariance; ``mean, log_std`` broadcast to ``[B, d]``."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+
+    def sample(self) -> torch.Tensor:
+        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    rsample = sample
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        z = (a - self.mean) * torch.exp(-self.log_std)
+        return (-0.5 * z.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.log_std + 0.5 + LOG_SQRT_2PI).sum(-1)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def params(self) -> torch.Tensor:
+        return torch.cat([self.mean, self.log_std], -1)
+
+
+def _log1m_tanh_sq(u: torch.Tensor) -> torch.Tensor:
+    """log(1 - tanh(u)^2) computed stably: 2 (log 2 - u - softplus(-2u))."""
+    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+class TanhGaussian:
+    """a = tanh(u), u ~ N(mean, std): log pi(a) = log N(u) - sum log(1 - tanh(u)^2), exactly.
+
+    The correction is computed from the pre-squash sample ``u`` (never from ``atanh(a)`` on
+    the sampling path), so it stays finite where tanh saturates.
+    """
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.base = DiagGaussian(mean, log_std)
+
+    def rsample_with_log_prob(self) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.base.rsample()
+        return torch.tanh(u), self.base.log_prob(u) - _log1m_tanh_sq(u).sum(-1)
+
+    def sample(self) -> torch.Tensor:
+        return torch.tanh(self.base.sample())
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        eps = torch.finfo(a.dtype).eps
+        u = torch.atanh(a.clamp(-1 + eps, 1 - eps))
+        return self.base.log_prob(u) - _log1m_tanh_sq(u).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        # No closed form; the base entropy is the usual stand-in (SAC uses -log pi instead).
+        return self.base.entropy()
+
+    def mode(self) -> torch.Tensor:
+        return torch.tanh(self.base.mean)
+
+    def params(self) -> torch.Tensor:
+        return self.base.params()
+
+
+SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, Box"
+
+
+def param_dim(space: gym.Space) -> int:
+    """Width of the policy head's output for an action space."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(space.nvec.sum())
+    if isinstance(space, gym.spaces.Box):
+        return int(math.prod(space.shape))
+    raise TypeError(f"unsupported action space {space}")
+
+
+def make_dist(space: gym.Space, params: torch.Tensor, log_std: torch.Tensor | None = None):
+    """Distribution for ``space`` from the policy head output (and a log-std for Box)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return Categorical(params)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return MultiCategorical(params, [int(n) for n in space.nvec.reshape(-1)])
+    assert log_std is not None
+    return DiagGaussian(params, log_std)

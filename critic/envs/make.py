@@ -1,0 +1,135 @@
+"""Build vector envs from a Gymnasium id, a callable, or an env instance.
+
+critic always builds Gymnasium vector envs with ``autoreset_mode=SAME_STEP``: a sub-env that
+ends is reset inside the same ``step`` call and its true final observation comes back in
+``info["final_obs"]``. The step helper (``envs/step.py``) is the only place that reads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+
+EnvSpec = str | Callable[[], gym.Env] | gym.Env | gym.vector.VectorEnv
+
+
+class EnvError(ValueError):
+    """An environment critic cannot use (the message says which and why)."""
+
+
+def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
+    """Fail with close suggestions for an unknown id; refuse ``module:Env`` imports."""
+    if ":" in env_id:
+        module = env_id.split(":", 1)[0]
+        if module not in allow_import:
+            raise EnvError(f"env id '{env_id}' would import the Python module '{module}'; "
+                           f"refused unless explicitly allowed (allow_import=('{module}',) or --allow-import {module})")
+        return
+    if env_id in gym.registry:
+        return
+    _maybe_register_extras(env_id)
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    extra = ""
+    if env_id.startswith("ALE/"):
+        extra = " (Atari ids need: pip install 'critic[atari]')"
+    elif any(env_id.startswith(p) for p in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")):
+        extra = " (MuJoCo ids need: pip install 'critic[mujoco]')"
+    raise EnvError(f"unknown environment id '{env_id}'{hint}{extra}")
+
+
+def _maybe_register_extras(env_id: str) -> None:
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py  # noqa: F401  (registers ALE/ ids)
+            gym.register_envs(ale_py)
+        except ImportError:
+            pass
+
+
+def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
+             allow_import: tuple[str, ...] = (), **kwargs: Any) -> gym.Env:
+    """One (non-vector) env from an id or a callable; checks the result is a gymnasium.Env."""
+    if isinstance(spec, str):
+        check_env_id(spec, allow_import)
+        env = gym.make(spec, render_mode=render_mode, **kwargs) if render_mode else gym.make(spec, **kwargs)
+    elif isinstance(spec, gym.Env):
+        env = spec
+    elif callable(spec):
+        env = spec()
+    else:
+        raise EnvError(_not_env_message(spec))
+    if not isinstance(env, gym.Env):
+        raise EnvError(_not_env_message(env))
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def _not_env_message(obj: Any) -> str:
+    return (f"expected a Gymnasium env id (str), a gymnasium.Env, or a callable returning one; "
+            f"got {type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization: str = "sync",
+                 allow_import: tuple[str, ...] = ()) -> gym.vector.VectorEnv:
+    """A Gymnasium vector env with same-step autoreset. Sub-env ``i`` is seeded ``seed + i``."""
+    if isinstance(spec, gym.vector.VectorEnv):
+        mode = spec.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if AutoresetMode(mode) != AutoresetMode.SAME_STEP:
+            raise EnvError("critic needs vector envs with autoreset_mode=SAME_STEP (got "
+                           f"{AutoresetMode(mode).value}); build it with "
+                           "vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP}, "
+                           "or pass the env id / a callable and let critic build it")
+        if spec.num_envs != num_envs:
+            raise EnvError(f"the vector env has {spec.num_envs} sub-envs but num_envs={num_envs}")
+        return spec
+    if isinstance(spec, gym.Env):
+        if num_envs != 1:
+            raise EnvError("a gymnasium.Env instance can back only num_envs=1; pass an env id or a callable "
+                           "for several envs")
+        env = spec
+        fns = [lambda: env]
+    else:
+        if isinstance(spec, str):
+            check_env_id(spec, allow_import)
+        elif not callable(spec):
+            raise EnvError(_not_env_message(spec))
+        fns = [(lambda: make_env(spec, allow_import=allow_import)) for _ in range(num_envs)]
+    if vectorization == "async":
+        venv = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    else:
+        venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    venv.action_space.seed(seed)
+    return venv
+
+
+SUPPORTED_OBS = "Box (vectors, or images as (C,H,W)/(H,W,C) uint8)"
+SUPPORTED_ACT = "Discrete, MultiDiscrete, Box"
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space, allowed_actions: tuple[type, ...] | None = None) -> None:
+    """Fail at construction for spaces critic cannot handle, naming the space and what works."""
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvError(f"unsupported observation space {obs_space!r}; supported: {SUPPORTED_OBS}. "
+                       "Flatten Dict/Tuple observations with gymnasium.wrappers.FlattenObservation")
+    if len(obs_space.shape) == 0 or len(obs_space.shape) > 3:
+        raise EnvError(f"unsupported observation shape {obs_space.shape}; supported: {SUPPORTED_OBS}")
+    allowed = allowed_actions or (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)
+    if not isinstance(act_space, allowed):
+        names = ", ".join(a.__name__ for a in allowed)
+        raise EnvError(f"unsupported action space {act_space!r}; this algorithm supports: {names}")
+    if isinstance(act_space, gym.spaces.Box):
+        if len(act_space.shape) != 1:
+            raise EnvError(f"unsupported action space {act_space!r}: Box actions must be 1-D")
+        if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
+            raise EnvError(f"action space {act_space!r} is unbounded; critic needs finite low/high bounds")
+        if np.any(act_space.low >= act_space.high):
+            raise EnvError(f"action space {act_space!r} has low >= high in some dimension")

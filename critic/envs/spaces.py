@@ -1,0 +1,45 @@
+"""JSON round trip of the spaces critic supports (so a saved model loads without its env)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+    if isinstance(space, gym.spaces.Box):
+        low, high = space.low, space.high
+        uniform = np.all(low == low.flat[0]) and np.all(high == high.flat[0])
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": float(low.flat[0]) if uniform else low.tolist(),
+                "high": float(high.flat[0]) if uniform else high.tolist()}
+    raise TypeError(f"cannot serialise space {space!r}")
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, list):
+        return [_num(v) for v in x]
+    return float(x) if x is not None else np.nan
+
+
+def space_from_dict(d: dict[str, Any]) -> gym.Space:
+    if d["type"] == "Discrete":
+        return gym.spaces.Discrete(d["n"], start=d.get("start", 0))
+    if d["type"] == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.array(d["nvec"]))
+    if d["type"] == "Box":
+        dtype = np.dtype(d["dtype"])
+        low = np.array(_num(d["low"]), dtype=np.float64)
+        high = np.array(_num(d["high"]), dtype=np.float64)
+        return gym.spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=tuple(d["shape"]), dtype=dtype)
+    raise ValueError(f"unknown space type {d.get('type')!r}")
+
+
+def same_space(a: gym.Space, b: gym.Space) -> bool:
+    return space_to_dict(a) == space_to_dict(b)

@@ -1,0 +1,94 @@
+"""The one place that steps vector envs: autoreset, final observations, terminated vs truncated.
+
+Vector envs built by critic reset a finished sub-env inside the same ``step`` call and put its
+true final observation in ``info["final_obs"]``. :class:`EnvStepper` returns both views:
+``next_obs`` (the true s_{t+1}, what storage and bootstrapping must use) and ``obs`` (what the
+agent acts on next, a reset observation where an episode ended). It also keeps the raw episode
+returns and lengths, and refuses non-finite observations or rewards with the env index and step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from critic.envs.make import EnvError
+
+
+@dataclass
+class Step:
+    obs: np.ndarray
+    """Observations to act on next (reset observations where an episode just ended)."""
+    next_obs: np.ndarray
+    """True next observations s_{t+1}: the final observation where an episode ended."""
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+
+class EnvStepper:
+    """Wraps a same-step-autoreset vector env; counts env steps and finished episodes."""
+
+    def __init__(self, venv: gym.vector.VectorEnv):
+        self.venv = venv
+        self.num_envs = venv.num_envs
+        self.env_steps = 0
+        self._float_obs = np.issubdtype(venv.single_observation_space.dtype, np.floating)
+        self._ep_ret = np.zeros(self.num_envs, dtype=np.float64)
+        self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
+        obs, _ = self.venv.reset(seed=seeds)
+        self._ep_ret[:] = 0
+        self._ep_len[:] = 0
+        self._check_obs(obs, "reset")
+        return obs
+
+    def step(self, actions: np.ndarray) -> Step:
+        obs, reward, terminated, truncated, info = self.venv.step(actions)
+        self.env_steps += self.num_envs
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        if not np.isfinite(reward).all():
+            i = int(np.flatnonzero(~np.isfinite(reward))[0])
+            raise EnvError(f"sub-env {i} returned a non-finite reward ({reward[i]}) at env step {self.env_steps}")
+        self._check_obs(obs, "step")
+        self._ep_ret += reward
+        self._ep_len += 1
+        done = terminated | truncated
+        next_obs = obs
+        step = Step(obs, obs, reward, terminated, truncated)
+        if done.any():
+            mask = info.get("_final_obs", done)
+            next_obs = obs.copy()
+            for i in np.flatnonzero(done):
+                if not mask[i]:  # pragma: no cover - would mean a next-step autoreset env
+                    raise EnvError("vector env reported an episode end without its final observation")
+                next_obs[i] = info["final_obs"][i]
+            self._check_obs(next_obs, "step (final observation)")
+            step.next_obs = next_obs
+            step.episode_returns = self._ep_ret[done].tolist()
+            step.episode_lengths = self._ep_len[done].tolist()
+            self._ep_ret[done] = 0
+            self._ep_len[done] = 0
+        return step
+
+    def _check_obs(self, obs: np.ndarray, where: str) -> None:
+        if self._float_obs and not np.isfinite(obs).all():
+            bad = ~np.isfinite(obs.reshape(self.num_envs, -1)).all(1)
+            i = int(np.flatnonzero(bad)[0])
+            raise EnvError(f"sub-env {i} returned a non-finite observation from {where} at env step "
+                           f"{self.env_steps}: {obs[i]}")
+
+    def close(self) -> None:
+        self.venv.close()

@@ -1,0 +1,146 @@
+"""Progress bar, metrics CSV, TensorBoard events, and the run directory's summary and curve."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def to_float(v: Any) -> float:
+    if torch.is_tensor(v):
+        return float(v.detach().float().mean().cpu())
+    return float(v)
+
+
+class Progress:
+    """A tqdm bar over env steps showing the live mean return and steps/s (no-op when off)."""
+
+    def __init__(self, total: int, initial: int = 0, enabled: bool | None = None, desc: str = ""):
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+                            smoothing=0.1, file=sys.stderr)
+        self.last = initial
+
+    def update(self, steps: int, mean_return: float | None, sps: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(steps - self.last)
+        self.last = steps
+        post = {"sps": f"{sps:,.0f}"}
+        if mean_return is not None and math.isfinite(mean_return):
+            post["return"] = f"{mean_return:.1f}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class CSVWriter:
+    """Append rows to a CSV; columns are fixed by the first row (later new keys are added
+    by rewriting the header, so a metric that appears late is not lost)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.columns: list[str] = []
+        if path.exists() and path.stat().st_size > 0:
+            with path.open() as f:
+                self.columns = next(csv.reader(f), [])
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self.columns += new
+            rows = []
+            if self.path.exists():
+                with self.path.open() as f:
+                    rows = list(csv.DictReader(f))
+            with self.path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.columns)
+                w.writeheader()
+                w.writerows(rows)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+
+
+class RunLogger:
+    """Writes metrics.csv, evals.csv and TensorBoard events (when tensorboard is installed)."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = CSVWriter(self.dir / "metrics.csv")
+        self.evals = CSVWriter(self.dir / "evals.csv")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(self.dir / "tb"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        self.metrics.write(row)
+        if self.tb is not None:
+            step = int(row["env_steps"])
+            for k, v in row.items():
+                if k != "env_steps" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def log_eval(self, row: dict[str, Any]) -> None:
+        self.evals.write(row)
+        if self.tb is not None:
+            self.tb.add_scalar("eval/mean_return", row["mean"], int(row["env_steps"]))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+
+
+class Clock:
+    """Wall time with evaluation time subtracted (``train_seconds``)."""
+
+    def __init__(self, offset_wall: float = 0.0, offset_train: float = 0.0):
+        self.start = time.perf_counter() - offset_wall
+        self.eval_time = offset_wall - offset_train
+
+    @property
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def train(self) -> float:
+        return self.wall - self.eval_time
+
+
+def solved_points(evals: list[dict[str, float]], threshold: float | None) -> tuple[dict | None, dict | None]:
+    """First evaluation at or above ``threshold``, and the first after which all stay there."""
+    if threshold is None or not evals:
+        return None, None
+    pick = lambda e: {k: e[k] for k in ("env_steps", "wall_seconds", "train_seconds")}  # noqa: E731
+    first = next((pick(e) for e in evals if e["mean"] >= threshold), None)
+    stable = None
+    for i in range(len(evals) - 1, -1, -1):
+        if evals[i]["mean"] >= threshold:
+            stable = pick(evals[i])
+        else:
+            break
+    return first, stable
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

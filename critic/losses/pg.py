@@ -1,0 +1,89 @@
+"""Policy-gradient losses shared by the A2C/PPO agents and the components face.
+
+Update strategies (keras-gym names, seed 003):
+  vanilla        J = -A(s,a) log pi(a|s)
+  ppo            J = -min(r A, clip(r, 1-eps, 1+eps) A),  r = pi(a|s) / pi_old(a|s)
+  cross_entropy  J = -sum_a pi_b(a|s) log pi(a|s)   (advantages unused)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Metrics = dict[str, Tensor]
+UPDATE_STRATEGIES = ("vanilla", "ppo", "cross_entropy")
+
+
+def pg_loss(logp_B: Tensor, adv_B: Tensor) -> tuple[Tensor, Metrics]:
+    """Vanilla policy gradient surrogate -E[A log pi(a|s)] (advantages are constants)."""
+    return -(adv_B.detach() * logp_B).mean(), {}
+
+
+def ppo_clip_loss(logp_B: Tensor, old_logp_B: Tensor, adv_B: Tensor, clip_eps: float) -> tuple[Tensor, Metrics]:
+    """PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347, eq. 7)."""
+    log_ratio = logp_B - old_logp_B.detach()
+    ratio = log_ratio.exp()
+    adv = adv_B.detach()
+    loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+    with torch.no_grad():
+        metrics = {
+            "train/approx_kl": ((ratio - 1.0) - log_ratio).mean(),  # k3 estimator, always >= 0
+            "train/clip_fraction": ((ratio - 1.0).abs() > clip_eps).float().mean(),
+        }
+    return loss, metrics
+
+
+def cross_entropy_loss(dist, target: Tensor) -> tuple[Tensor, Metrics]:
+    """-sum_a p_b(a|s) log pi(a|s): ``target`` is a batch of actions (one-hot p_b) or, for a
+    categorical policy, a ``[B, n]`` matrix of behaviour probabilities."""
+    if target.is_floating_point() and hasattr(dist, "logits") and target.shape == dist.logits.shape:
+        return -(target.detach() * dist.logits).sum(-1).mean(), {}
+    return -dist.log_prob(target).mean(), {}
+
+
+def policy_loss(strategy: str | Callable, dist, actions: Tensor, adv_B: Tensor,
+                old_logp_B: Tensor | None = None, clip_eps: float = 0.2,
+                target: Tensor | None = None) -> tuple[Tensor, Metrics]:
+    """Dispatch on the update strategy; a callable gets ``(dist, actions, adv, old_logp)``."""
+    if callable(strategy):
+        out = strategy(dist, actions, adv_B, old_logp_B)
+        return out if isinstance(out, tuple) else (out, {})
+    if strategy == "vanilla":
+        return pg_loss(dist.log_prob(actions), adv_B)
+    if strategy == "ppo":
+        if old_logp_B is None:
+            raise ValueError("update_strategy='ppo' needs the behaviour log-probabilities old_logp")
+        return ppo_clip_loss(dist.log_prob(actions), old_logp_B, adv_B, clip_eps)
+    if strategy == "cross_entropy":
+        return cross_entropy_loss(dist, actions if target is None else target)
+    raise ValueError(f"unknown update_strategy {strategy!r} (allowed: {', '.join(UPDATE_STRATEGIES)} or a callable)")
+
+
+def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor | None = None,
+               clip: float | None = None) -> tuple[Tensor, Metrics]:
+    """Critic regression towards a (detached) target: 0.5 * MSE or Huber (delta 1).
+
+    With ``clip``, PPO's value clipping: the larger of the clipped and unclipped errors.
+    """
+    target = target_B.detach()
+
+    def err(v: Tensor) -> Tensor:
+        if kind == "huber":
+            return F.huber_loss(v, target, reduction="none", delta=1.0)
+        return 0.5 * (v - target).square()
+
+    if clip is not None and old_v_B is not None:
+        old = old_v_B.detach()
+        v_clipped = old + (v_B - old).clamp(-clip, clip)
+        return torch.max(err(v_B), err(v_clipped)).mean(), {}
+    return err(v_B).mean(), {}
+
+
+def entropy_loss(entropy_B: Tensor) -> tuple[Tensor, Metrics]:
+    """-E[H(pi)]: adding ``ent_coef * entropy_loss`` rewards exploration."""
+    ent = entropy_B.mean()
+    return -ent, {"train/entropy": ent.detach()}

@@ -1,0 +1,30 @@
+"""Target-network updates: the only way target parameters change (fused foreach ops)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, for parameters and floating buffers."""
+    src = [p for p in source.parameters()] + [b for b in source.buffers() if b.is_floating_point()]
+    tgt = [p for p in target.parameters()] + [b for b in target.buffers() if b.is_floating_point()]
+    assert len(src) == len(tgt), "source and target networks differ in structure"
+    if tau == 1.0:
+        torch._foreach_copy_(tgt, src)
+    else:
+        torch._foreach_lerp_(tgt, src, tau)
+
+
+def hard_update(source: nn.Module, target: nn.Module) -> None:
+    """target <- source."""
+    polyak_update(source, target, 1.0)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Mark a target network: no gradients, never handed to an optimizer."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

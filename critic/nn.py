@@ -1,0 +1,114 @@
+"""Network building blocks: MLPs, the Nature-CNN encoder, initialisation."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def init_layer(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weight init with ``gain`` and constant bias (the PPO/A2C convention)."""
+    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def init_uniform(layer: nn.Linear, bound: float = 3e-3) -> nn.Linear:
+    """Uniform init in +-bound (DDPG's last actor/critic layer, so tanh starts unsaturated)."""
+    nn.init.uniform_(layer.weight, -bound, bound)
+    nn.init.uniform_(layer.bias, -bound, bound)
+    return layer
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None = None, activation: str = "tanh",
+        ortho_init: bool = True, out_gain: float = 1.0) -> nn.Sequential:
+    """Linear-activation stack; ``out_dim`` appends a final linear layer with gain ``out_gain``."""
+    act = ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    d = in_dim
+    hidden_gain = math.sqrt(2)  # the SB3/CleanRL convention for every activation
+    for h in hidden:
+        lin = nn.Linear(d, h)
+        if ortho_init:
+            init_layer(lin, hidden_gain)
+        layers += [lin, act()]
+        d = h
+    if out_dim is not None:
+        lin = nn.Linear(d, out_dim)
+        if ortho_init:
+            init_layer(lin, out_gain)
+        layers.append(lin)
+    return nn.Sequential(*layers)
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. 2015 encoder: 3 conv layers + a 512-unit linear layer, channels first.
+
+    uint8 observations are scaled to [0, 1] here, once, so storage can keep them as bytes.
+    """
+
+    def __init__(self, obs_shape: Sequence[int], features: int = 512):
+        super().__init__()
+        c = obs_shape[0]
+        self.convs = nn.Sequential(
+            init_layer(nn.Conv2d(c, 32, 8, stride=4)), nn.ReLU(),
+            init_layer(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            init_layer(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n = self.convs(torch.zeros(1, *obs_shape)).shape[1]
+        self.fc = nn.Sequential(init_layer(nn.Linear(n, features)), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(1.0 / 255.0)
+        return self.fc(self.convs(x))
+
+
+def is_image_space(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+def flat_dim(space: gym.Space) -> int:
+    return int(np.prod(space.shape))
+
+
+class Flatten(nn.Module):
+    """Flatten everything after the batch dimension (vector observations of any rank <= 2)."""
+
+    def __init__(self, out_dim: int):
+        super().__init__()
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1).float() if x.dim() > 2 else x.float() if x.dtype != torch.float32 else x
+
+
+def encoder_for(space: gym.Space) -> nn.Module:
+    """Nature-CNN for image Boxes (C,H,W or H,W,C uint8), flatten otherwise."""
+    if is_image_space(space):
+        shape = space.shape
+        if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):  # HWC -> CHW
+            return _HWCtoCHW(NatureCNN((shape[2], shape[0], shape[1])))
+        return NatureCNN(shape)
+    return Flatten(flat_dim(space))
+
+
+class _HWCtoCHW(nn.Module):
+    def __init__(self, cnn: NatureCNN):
+        super().__init__()
+        self.cnn = cnn
+        self.out_dim = cnn.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cnn(x.permute(0, 3, 1, 2))
