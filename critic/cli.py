@@ -1,0 +1,323 @@
+"""``critic`` command line: train, eval, plot, list.
+
+Every user error (bad hyper-parameter, unknown env id, corrupted checkpoint) prints one line
+``critic: error: ...`` and exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from critic.config import ConfigError, dump_yaml, load_yaml, parse_set
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- presets
+
+def preset_dir() -> Path:
+    return Path(str(resources.files("critic") / "presets"))
+
+
+def list_presets() -> list[Path]:
+    return sorted(preset_dir().glob("*.yaml"))
+
+
+def find_preset(name: str, algo: str) -> Path:
+    """A preset by path, by full name (``ppo_cartpole``) or by short name for ``algo``."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    for cand in (f"{name}.yaml", f"{algo}_{name}.yaml"):
+        f = preset_dir() / cand
+        if f.is_file():
+            return f
+    names = [f.stem for f in list_presets()]
+    mine = [n for n in names if n.startswith(algo + "_")]
+    raise CLIError(f"unknown preset '{name}' for {algo} (available: {', '.join(mine) or 'none'}; "
+                   "or give a path to a YAML file)")
+
+
+def read_preset(path: Path) -> dict[str, Any]:
+    data = load_yaml(path)
+    unknown = set(data) - {"algo", "env_id", "steps", "hparams", "eval_every", "eval_episodes"}
+    if unknown:
+        raise ConfigError(f"preset {path} has unknown keys: {', '.join(sorted(unknown))} "
+                          "(allowed: algo, env_id, steps, eval_every, eval_episodes, hparams)")
+    if not isinstance(data.get("hparams", {}), dict):
+        raise ConfigError(f"preset {path}: 'hparams' must be a mapping")
+    return data
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import critic
+    from critic.algos.registry import get_algo
+
+    if args.resume:
+        return _resume(args)
+    cls = get_algo(args.algo)
+    hparams: dict[str, Any] = {}
+    steps, eval_every, eval_episodes = 100_000, None, 10
+    preset_path = None
+    if args.preset:
+        preset_path = find_preset(args.preset, args.algo.lower())
+        preset = read_preset(preset_path)
+        if preset.get("algo", args.algo.lower()) != args.algo.lower():
+            raise CLIError(f"preset {preset_path.name} is for {preset['algo']}, not {args.algo}")
+        if preset.get("env_id") not in (None, args.env_id):
+            print(f"critic: note: preset {preset_path.name} was tuned for {preset['env_id']}, "
+                  f"training on {args.env_id}", file=sys.stderr)
+        hparams.update(preset.get("hparams") or {})
+        steps = int(preset.get("steps", steps))
+        eval_every = preset.get("eval_every", eval_every)
+        eval_episodes = int(preset.get("eval_episodes", eval_episodes))
+    hparams.update(parse_set(args.set or []))
+    if args.seed is not None:
+        hparams["seed"] = args.seed
+    if args.num_envs is not None:
+        hparams["num_envs"] = args.num_envs
+    if args.device is not None:
+        hparams["device"] = args.device
+    steps = args.steps if args.steps is not None else steps
+    if steps <= 0:
+        raise ConfigError(f"invalid value for '--steps': {steps} (allowed: an integer > 0)")
+    eval_every = args.eval_every if args.eval_every is not None else (eval_every or max(steps // 20, 1000))
+    eval_episodes = args.eval_episodes if args.eval_episodes is not None else eval_episodes
+    cfg = cls.config_cls.from_dict(hparams)  # validate before any env is built
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{args.algo.lower()}_{args.env_id.replace('/', '-')}_s{cfg.seed}_"
+        f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if (out / "config.yaml").exists():
+        raise CLIError(f"run directory {out} already holds a run; continue it with --resume {out} "
+                       "or choose another --out")
+    agent = cls(args.env_id, cfg, allow_import=tuple(args.allow_import or ()))
+    out.mkdir(parents=True, exist_ok=True)
+    run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": cfg.seed, "steps": steps,
+               "eval_every": eval_every, "eval_episodes": eval_episodes,
+               "preset": str(preset_path) if preset_path else None,
+               "allow_import": list(args.allow_import or ()), "hparams": cfg.to_dict()}
+    (out / "config.yaml").write_text(dump_yaml(run_cfg))
+    print(f"critic: training {cls.algo} on {args.env_id} for {steps:,} steps -> {out}", file=sys.stderr)
+    return _run(agent, steps, out, eval_every, eval_episodes, args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import critic
+    from critic import checkpoint as ckpt
+
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise CLIError(f"--resume {run_dir}: not a run directory (no config.yaml)")
+    run_cfg = load_yaml(run_dir / "config.yaml")
+    ck = run_dir / "checkpoints" / ckpt.FILENAME
+    if not ck.is_file():
+        raise CLIError(f"--resume {run_dir}: no checkpoint at {ck}")
+    agent = critic.load(ck)
+    steps = args.steps if args.steps is not None else int(run_cfg["steps"])
+    remaining = steps - agent.env_steps
+    print(f"critic: resuming {agent.algo} on {run_cfg['env_id']} at step {agent.env_steps:,} "
+          f"({max(remaining, 0):,} to go) -> {run_dir}", file=sys.stderr)
+    if remaining <= 0:
+        print("critic: nothing to do, the run already reached its step budget", file=sys.stderr)
+        return 0
+    return _run(agent, remaining, run_dir, int(run_cfg.get("eval_every") or 0),
+                int(run_cfg.get("eval_episodes") or 10), args)
+
+
+def _run(agent, steps: int, out: Path, eval_every: int, eval_episodes: int, args) -> int:
+    try:
+        agent.learn(steps, run_dir=out, eval_every=eval_every, eval_episodes=eval_episodes,
+                    checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ncritic: interrupted at step {agent.env_steps:,}; checkpoint saved. "
+              f"Continue with: critic train --resume {out}", file=sys.stderr)
+        agent.close()
+        return EXIT_INTERRUPTED
+    agent.close()
+    summary = json.loads((out / "summary.json").read_text())
+    fe = summary.get("final_eval") or {}
+    solved = summary.get("stable_solved_at")
+    print(f"done: {summary['env_steps']:,} steps in {summary['train_seconds']:.1f}s "
+          f"({summary['steps_per_second']:,.0f} steps/s); final return "
+          f"{fe.get('mean', float('nan')):.1f} +- {fe.get('std', float('nan')):.1f}"
+          + (f"; solved (stable) at {solved['env_steps']:,} steps, {solved['train_seconds']:.1f}s" if solved else "")
+          + f"\nrun directory: {out} (curve: {out / 'curve.png'})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import critic
+
+    agent = critic.load(args.path)
+    if agent._env_spec is None:
+        raise CLIError(f"{args.path}: the model does not name a registered env id to evaluate on")
+    if args.video:
+        return _eval_video(agent, args)
+    res = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
+    print(f"{agent.algo} on {agent.env_id}: mean return {res['mean']:.2f} +- {res['std']:.2f} "
+          f"over {args.episodes} episodes (lengths {min(res['lengths'])}-{max(res['lengths'])})")
+    return 0
+
+
+def _eval_video(agent, args) -> int:
+    from PIL import Image
+
+    env = agent._make_eval_env(render_mode="rgb_array")
+    out = Path(args.video)
+    out.mkdir(parents=True, exist_ok=True)
+    returns = []
+    for ep in range(args.episodes):
+        obs, _ = env.reset(seed=None if args.seed is None else args.seed + ep)
+        frames, total, done = [env.render()], 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(agent.predict(obs, deterministic=not args.stochastic))
+            total += float(r)
+            done = term or trunc
+            frames.append(env.render())
+        returns.append(total)
+        imgs = [Image.fromarray(f) for f in frames[::2] if f is not None]
+        if imgs:
+            path = out / f"episode-{ep}.gif"
+            imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=40, loop=0)
+            print(f"episode {ep}: return {total:.1f}, {len(frames) - 1} steps -> {path}")
+    env.close()
+    print(f"mean return {sum(returns) / len(returns):.2f} over {len(returns)} episodes")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from critic.plotting import plot_runs
+
+    for d in args.runs:
+        if not Path(d).is_dir():
+            raise CLIError(f"{d}: not a run directory")
+    out = plot_runs(args.runs, args.output, title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from critic.algos.registry import ALGOS, get_algo
+
+    if args.algo:
+        cls = get_algo(args.algo)
+        print(f"{cls.algo}: {(cls.__doc__ or '').strip()}\nhyper-parameters (--set name=value):")
+        print(describe_config(cls.config_cls))
+        return 0
+    print("algorithms:")
+    for name in sorted(ALGOS):
+        cls = get_algo(name)
+        print(f"  {name:6s} {(sys.modules[cls.__module__].__doc__ or '').strip().splitlines()[0]}")
+    print("presets (--preset NAME):")
+    for p in list_presets():
+        try:
+            d = read_preset(p)
+            print(f"  {p.stem:24s} {d.get('algo', '?')} on {d.get('env_id', '?')}, {int(d.get('steps', 0)):,} steps")
+        except ConfigError as e:
+            print(f"  {p.stem:24s} (invalid: {e})")
+    print("hyper-parameters of an algorithm: critic list ALGO")
+    return 0
+
+
+def describe_config(config_cls) -> str:
+    lines = []
+    for name, tname, default, doc in config_cls.describe():
+        d = list(default) if isinstance(default, tuple) else default
+        lines.append(f"  {name} ({tname}, default {d}): {doc}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="critic", description="Actor-critic reinforcement learning in PyTorch.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True)
+
+    epilog = "Hyper-parameters for --set: `critic list ALGO`, or `critic train ALGO --help`."
+    if algo_for_help:
+        try:
+            from critic.algos.registry import get_algo
+            epilog = f"hyper-parameters of {algo_for_help} (--set name=value):\n" + describe_config(
+                get_algo(algo_for_help).config_cls)
+        except ConfigError:
+            pass
+    t = sub.add_parser("train", help="train an agent and write a run directory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+    t.add_argument("algo", nargs="?", help="algorithm (critic list)")
+    t.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
+    t.add_argument("--steps", type=int, help="environment steps to train (default: the preset's, else 100000)")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--num-envs", type=int, help="parallel environments")
+    t.add_argument("--preset", help="tuned hyper-parameters: a name from `critic list` or a YAML path")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
+    t.add_argument("--out", help="run directory (default runs/ALGO_ENV_sSEED_TIME)")
+    t.add_argument("--eval-every", type=int, help="evaluate every N env steps (default steps/20)")
+    t.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation (default 10)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    t.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--allow-import", action="append", metavar="MODULE",
+                   help="allow env ids of the form MODULE:Env to import MODULE")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a saved model or run directory")
+    e.add_argument("path", metavar="RUN_OR_MODEL")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=None)
+    e.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    e.add_argument("--video", metavar="DIR", help="write an animated GIF of each episode to DIR")
+    e.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plot", help="overlay learning curves (mean and spread across seeds)")
+    pl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    pl.add_argument("-o", "--output", default="curves.png")
+    pl.add_argument("--title", default=None)
+    pl.set_defaults(func=cmd_plot)
+
+    ls = sub.add_parser("list", help="algorithms and presets, or one algorithm's hyper-parameters")
+    ls.add_argument("algo", nargs="?")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def _version() -> str:
+    from critic import __version__
+    return f"critic {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    algo_for_help = None
+    if len(argv) >= 2 and argv[0] == "train" and ("-h" in argv or "--help" in argv) and not argv[1].startswith("-"):
+        algo_for_help = argv[1]
+    parser = build_parser(algo_for_help)
+    args = parser.parse_args(argv)
+    if args.command == "train" and not args.resume and (not args.algo or not args.env_id):
+        parser.error("train needs ALGO and ENV_ID (or --resume RUN_DIR)")
+    if args.command == "eval" and args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    from critic.checkpoint import CheckpointError
+    from critic.envs.make import EnvError
+    try:
+        return args.func(args)
+    except (ConfigError, EnvError, CheckpointError, CLIError) as e:
+        print(f"critic: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

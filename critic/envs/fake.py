@@ -1,0 +1,110 @@
+"""Tiny analytic environments with known answers, for tests and quick checks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class ConstantRewardEnv(gym.Env):
+    """One state, reward 1 every step, never terminates: with a time limit and discount gamma
+    the true value is 1 / (1 - gamma), which only time-limit bootstrapping recovers."""
+
+    def __init__(self, n_actions: int = 2, continuous: bool = False):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = (gym.spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous
+                             else gym.spaces.Discrete(n_actions))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, False, False, {}
+
+
+class TruncationAsTermination(gym.Wrapper):
+    """The classic bug, as a wrapper: reports a time-limit truncation as a termination."""
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        return obs, r, term or trunc, False, info
+
+
+class IdentityEnv(gym.Env):
+    """Observe a one-hot target, reward 1 for naming it (Discrete) or -|a - x|^2 for matching
+    the observed vector (Box). Episodes last ``length`` steps; the optimum is known."""
+
+    def __init__(self, n: int = 4, continuous: bool = False, length: int = 10):
+        self.n, self.continuous, self.length = n, continuous, length
+        if continuous:
+            self.observation_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+        else:
+            self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+            self.action_space = gym.spaces.Discrete(n)
+
+    def _obs(self):
+        if self.continuous:
+            self.target = self.np_random.uniform(-1, 1, self.n).astype(np.float32)
+            return self.target.copy()
+        self.target = int(self.np_random.integers(self.n))
+        o = np.zeros(self.n, np.float32)
+        o[self.target] = 1.0
+        return o
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if self.continuous:
+            r = -float(np.sum((np.asarray(action) - self.target) ** 2))
+        else:
+            r = float(int(action) == self.target)
+        self.t += 1
+        return self._obs(), r, False, self.t >= self.length, {}
+
+
+class BanditEnv(gym.Env):
+    """One-step episodes (terminated after every action): r(a) is fixed and known."""
+
+    def __init__(self, rewards=(0.0, 1.0, 0.5)):
+        self.rewards = np.asarray(rewards, np.float32)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(len(rewards))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), float(self.rewards[int(action)]), True, False, {}
+
+
+class TinyImageEnv(gym.Env):
+    """Channels-first uint8 images (a bright pixel in a corner chosen by the hidden state);
+    rewards 1 for naming the corner. For smoke-testing the CNN path quickly."""
+
+    def __init__(self, size: int = 36, length: int = 5):
+        self.size, self.length = size, length
+        self.observation_space = gym.spaces.Box(0, 255, (1, size, size), np.uint8)
+        self.action_space = gym.spaces.Discrete(4)
+
+    def _obs(self):
+        self.target = int(self.np_random.integers(4))
+        img = np.zeros((1, self.size, self.size), np.uint8)
+        r, c = divmod(self.target, 2)
+        img[0, r * (self.size - 4):r * (self.size - 4) + 4, c * (self.size - 4):c * (self.size - 4) + 4] = 255
+        return img
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        r = float(int(action) == self.target)
+        self.t += 1
+        return self._obs(), r, False, self.t >= self.length, {}
