@@ -83,6 +83,8 @@ class Agent:
         self.np_rng = seed_everything(cfg.seed)
         self.venv: gym.vector.VectorEnv | None = None
         self.stepper: EnvStepper | None = None
+        self._eval_env: gym.Env | None = None
+        self.env_steps = 0
         if env is not None:
             self.venv = make_vec_env(env, cfg.num_envs, cfg.seed, cfg.vectorization, self.allow_import)
             obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
@@ -108,14 +110,12 @@ class Agent:
         self._set_threads()
         self.obs_norm = ObsNormalizer(obs_space.shape) if cfg.normalize_obs else None
         self.rew_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None
-        self.env_steps = 0
         self.updates = 0
         self.episodes = 0
         self.resets = 0
         self._obs: np.ndarray | None = None
         self._recent_returns: deque[float] = deque(maxlen=100)
         self._finished: list[float] = []
-        self._eval_env: gym.Env | None = None
         self._run: dict[str, Any] = {"evals": [], "wall": 0.0, "train": 0.0}
         self._build()
         if self.storage == "rollout":

@@ -312,10 +312,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
     from critic.checkpoint import CheckpointError
     from critic.envs.make import EnvError
+    from gymnasium.error import DependencyNotInstalled
     try:
         return args.func(args)
     except (ConfigError, EnvError, CheckpointError, CLIError) as e:
         print(f"critic: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DependencyNotInstalled as e:
+        print(f"critic: error: a missing optional dependency: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 

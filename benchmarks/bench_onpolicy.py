@@ -1,0 +1,676 @@
+#!/usr/bin/env python
+"""critic against Stable-Baselines3 on CartPole-v1: PPO and A2C (see BENCHMARKS.md).
+
+Three parts, each run side by side and alternately (critic, SB3, critic, SB3, ...) in this one
+invocation, every run in a fresh Python subprocess (so imports, thread pools and allocator state
+never leak from one run into the next) with the same ``torch.set_num_threads``:
+
+1. Implementation efficiency. Identical hyper-parameters (BENCHMARKS.md's table), one plain
+   ``learn(steps)`` with no evaluation; env steps/s and gradient updates/s over that call, the
+   split of that time into collection and update, and the final return (10 deterministic
+   episodes after training). Medians over the pairs and the ratio critic / SB3.
+2. Wall time to solve, identical hyper-parameters. One ``learn(steps)`` per run with a
+   callback that, every ``--eval-every`` env steps (at the first iteration boundary at or after
+   it), pauses training and runs the *same* evaluation function for both libraries (10
+   deterministic episodes on a fresh Gymnasium env); evaluation time is excluded from the
+   clock. Reports the first evaluation with mean >= 475 and the stable one (every later
+   evaluation, the final one included, stays >= 475), in train seconds and env steps.
+3. User's view. critic's preset ``critic/presets/{algo}_cartpole.yaml`` (skipped with a note
+   while it does not exist) against SB3 with the RL-Zoo CartPole settings; time to stable solve,
+   measured as in part 2.
+
+Run (from the repository root, with ``pip install -e '.[bench]'``)::
+
+    python benchmarks/bench_onpolicy.py                      # everything, PPO and A2C
+    python benchmarks/bench_onpolicy.py --parts 1            # throughput only
+    python benchmarks/bench_onpolicy.py --algos ppo --parts 1 2 --seeds 0 1 2
+    python benchmarks/bench_onpolicy.py --quick              # smoke test, about a minute
+
+Pairs: part 1 runs ``--pairs`` pairs per algorithm, pair i on seed ``seeds[i % len(seeds)]``
+(so the defaults, 3 pairs and seeds 0 1 2, give one pair per seed). Parts 2 and 3 run one pair
+per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "CartPole-v1"
+THRESHOLD = 475.0
+EVAL_EPISODES = 10
+EVAL_SEED_OFFSET = 100_003  # evaluation env seed = run seed + this (same for both libraries)
+REPO = Path(__file__).resolve().parents[1]
+LIBS = ("critic", "sb3")
+LIB_NAMES = {"critic": "critic", "sb3": "SB3"}
+
+# ----------------------------------------------------------------------------------------------
+# Hyper-parameters (BENCHMARKS.md, "Reference hyper-parameters"): identical on both sides.
+
+PPO_HP = dict(num_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
+              learning_rate=1e-3, clip=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+A2C_HP = dict(num_envs=8, n_steps=5, learning_rate=7e-4, rmsprop_alpha=0.99, eps=1e-5, gamma=0.99,
+              gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+# RL-Zoo n_timesteps for CartPole-v1 (the user's-view budget unless --view-steps is given).
+ZOO_STEPS = {"ppo": 100_000, "a2c": 500_000}
+PRESET_META_KEYS = ("algo", "env", "env_id", "total_steps", "n_timesteps", "steps", "timesteps")
+
+
+def rollout_size(algo: str) -> int:
+    hp = PPO_HP if algo == "ppo" else A2C_HP
+    return hp["num_envs"] * hp["n_steps"]
+
+
+def iterations_for(algo: str, steps: int) -> int:
+    """Both libraries iterate while env_steps < total: ceil(steps / rollout)."""
+    return math.ceil(steps / rollout_size(algo))
+
+
+def grad_steps_per_iteration(lib: str, algo: str) -> int:
+    if algo == "a2c":
+        return 1
+    B, bs = rollout_size("ppo"), PPO_HP["batch_size"]
+    # critic drops a trailing partial minibatch, SB3 keeps it; identical for 256 / 256.
+    per_epoch = B // bs if lib == "critic" else math.ceil(B / bs)
+    return PPO_HP["n_epochs"] * per_epoch
+
+
+# ================================================================================ worker side
+# Everything below up to "driver side" runs inside the per-run subprocess.
+
+def evaluate_policy(act, seed: int, n_episodes: int = EVAL_EPISODES) -> dict[str, Any]:
+    """The one evaluation used for both libraries: deterministic episodes on a fresh env."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(ENV_ID)
+    returns = []
+    for ep in range(n_episodes):
+        obs, _ = env.reset(seed=seed if ep == 0 else None)
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
+
+
+class EvalClock:
+    """Evaluations every ``every`` env steps during one learn() call, excluded from the clock."""
+
+    def __init__(self, act, seed: int, every: int, total: int):
+        self.act, self.seed, self.every, self.total = act, seed, every, total
+        self.next_eval = every if every else math.inf
+        self.eval_seconds = 0.0
+        self.evals: list[dict[str, Any]] = []
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.eval_seconds
+
+    def maybe_eval(self, env_steps: int) -> None:
+        # The final evaluation is done after learn() returns (same for both libraries).
+        if env_steps >= self.next_eval and env_steps < self.total:
+            self.eval_now(env_steps)
+            while self.next_eval <= env_steps:
+                self.next_eval += self.every
+
+    def eval_now(self, env_steps: int) -> None:
+        train_s = self.train_seconds()
+        t = time.perf_counter()
+        res = evaluate_policy(self.act, self.seed + EVAL_SEED_OFFSET)
+        self.eval_seconds += time.perf_counter() - t
+        self.evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3),
+                           "mean": res["mean"], "std": res["std"]})
+
+
+def solved_points(evals: list[dict[str, Any]], threshold: float = THRESHOLD):
+    first = next((e for e in evals if e["mean"] >= threshold), None)
+    stable = None
+    for e in reversed(evals):
+        if e["mean"] >= threshold:
+            stable = e
+        else:
+            break
+    pick = (lambda e: None if e is None else {"env_steps": e["env_steps"], "train_seconds": e["train_seconds"]})
+    return pick(first), pick(stable)
+
+
+class SplitTimer:
+    """Wraps two bound methods (collection, update) and sums their time; one timer per call."""
+
+    def __init__(self):
+        self.collect = 0.0
+        self.update = 0.0
+
+    def wrap(self, fn, field: str):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                setattr(self, field, getattr(self, field) + time.perf_counter() - t)
+        return timed
+
+
+def load_preset(algo: str) -> tuple[Path, dict[str, Any]] | None:
+    path = REPO / "critic" / "presets" / f"{algo}_cartpole.yaml"
+    if not path.exists():
+        return None
+    from critic.config import load_yaml
+    return path, load_yaml(path)
+
+
+def build_critic(algo: str, mode: str, seed: int, threads: int) -> tuple[Any, dict[str, Any]]:
+    import critic
+
+    info: dict[str, Any] = {}
+    if mode == "view":
+        found = load_preset(algo)
+        assert found is not None, "the driver only starts view runs when the preset exists"
+        path, data = found
+        if isinstance(data.get("config"), dict):  # {algo:, env:, config: {...}} layout
+            data = {**{k: v for k, v in data.items() if k != "config"}, **data["config"]}
+        cls = critic.PPO if algo == "ppo" else critic.A2C
+        fields = set(cls.config_cls.field_names())
+        meta = {k: data[k] for k in PRESET_META_KEYS if k in data}
+        cfg = {k: v for k, v in data.items() if k in fields}
+        dropped = sorted(k for k in data if k not in fields and k not in PRESET_META_KEYS)
+        info = {"preset": str(path.relative_to(REPO)), "preset_meta": meta, "preset_config": cfg,
+                "preset_dropped_keys": dropped}
+        cfg.update(seed=seed, torch_threads=threads, device="cpu")
+        return cls(ENV_ID, **cfg), info
+    common = dict(seed=seed, torch_threads=threads, device="cpu", hidden_sizes=(64, 64), activation="tanh",
+                  shared_body=False)
+    if algo == "ppo":
+        h = PPO_HP
+        agent = critic.PPO(ENV_ID, num_envs=h["num_envs"], n_steps=h["n_steps"], batch_size=h["batch_size"],
+                           n_epochs=h["n_epochs"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
+                           learning_rate=h["learning_rate"], clip_eps=h["clip"], ent_coef=h["ent_coef"],
+                           vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"], optimizer="adam",
+                           optim_eps=1e-5, lr_schedule="constant", normalize_advantage=True, **common)
+    else:
+        h = A2C_HP
+        agent = critic.A2C(ENV_ID, num_envs=h["num_envs"], n_steps=h["n_steps"], optimizer="rmsprop",
+                           learning_rate=h["learning_rate"], rmsprop_alpha=h["rmsprop_alpha"],
+                           optim_eps=h["eps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
+                           ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
+                           lr_schedule="constant", normalize_advantage=False, **common)
+    return agent, info
+
+
+def build_sb3(algo: str, mode: str, seed: int) -> tuple[Any, dict[str, Any]]:
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from torch import nn
+
+    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh)
+    if algo == "ppo":
+        h = PPO_HP
+        env = make_vec_env(ENV_ID, n_envs=h["num_envs"], seed=seed)  # DummyVecEnv + Monitor
+        if mode == "view":  # RL-Zoo hyperparams/ppo.yml, CartPole-v1 (default policy_kwargs)
+            model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                        ent_coef=0.0, learning_rate=lambda p: 1e-3 * p, clip_range=lambda p: 0.2 * p,
+                        seed=seed, device="cpu", verbose=0)
+            return model, {"settings": "rl-zoo ppo CartPole-v1 (lin_1e-3, lin_0.2)"}
+        model = PPO("MlpPolicy", env, n_steps=h["n_steps"], batch_size=h["batch_size"], n_epochs=h["n_epochs"],
+                    gamma=h["gamma"], gae_lambda=h["gae_lambda"], learning_rate=h["learning_rate"],
+                    clip_range=h["clip"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"],
+                    max_grad_norm=h["max_grad_norm"], normalize_advantage=True, policy_kwargs=policy_kwargs,
+                    seed=seed, device="cpu", verbose=0)
+        return model, {}
+    h = A2C_HP
+    env = make_vec_env(ENV_ID, n_envs=h["num_envs"], seed=seed)
+    if mode == "view":  # RL-Zoo hyperparams/a2c.yml, CartPole-v1: n_envs 8, ent_coef 0, no normalisation
+        model = A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, device="cpu", verbose=0)
+        return model, {"settings": "rl-zoo a2c CartPole-v1"}
+    model = A2C("MlpPolicy", env, learning_rate=h["learning_rate"], n_steps=h["n_steps"], gamma=h["gamma"],
+                gae_lambda=h["gae_lambda"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"],
+                max_grad_norm=h["max_grad_norm"], use_rms_prop=True, rms_prop_eps=h["eps"],
+                normalize_advantage=False, policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
+    return model, {}
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import resource
+
+    lib, algo, mode = spec["lib"], spec["algo"], spec["mode"]
+    seed, steps, threads = spec["seed"], spec["steps"], spec["threads"]
+    t_import = time.perf_counter()
+    import torch
+    torch.set_num_threads(threads)
+    if lib == "critic":
+        import critic  # noqa: F401
+    else:
+        import stable_baselines3  # noqa: F401
+    import_s = time.perf_counter() - t_import
+
+    t_setup = time.perf_counter()
+    if lib == "critic":
+        model, info = build_critic(algo, mode, seed, threads)
+        act = lambda o: model.predict(o, deterministic=True)  # noqa: E731
+    else:
+        model, info = build_sb3(algo, mode, seed)
+        act = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
+    setup_s = time.perf_counter() - t_setup
+    if mode == "view" and lib == "critic":
+        meta = info.get("preset_meta", {})
+        for k in ("total_steps", "n_timesteps", "steps", "timesteps"):
+            if k in meta and not spec.get("steps_forced"):
+                steps = int(float(meta[k]))
+                break
+
+    split = SplitTimer()
+    if mode == "throughput":  # time collection and update separately (one perf_counter per call)
+        if lib == "critic":
+            model._collect_rollout = split.wrap(model._collect_rollout, "collect")
+            model._update = split.wrap(model._update, "update")
+        else:
+            model.collect_rollouts = split.wrap(model.collect_rollouts, "collect")
+            model.train = split.wrap(model.train, "update")
+
+    clock = EvalClock(act, seed, spec.get("eval_every", 0) if mode != "throughput" else 0, steps)
+    callback = None
+    if mode != "throughput":
+        if lib == "critic":
+            callback = lambda agent, _info: clock.maybe_eval(agent.env_steps)  # noqa: E731
+        else:
+            from stable_baselines3.common.callbacks import BaseCallback
+
+            class EvalCallback(BaseCallback):
+                # Rollout start = just after the previous update: the same point as critic's
+                # per-iteration callback.
+                def _on_rollout_start(self) -> None:
+                    clock.maybe_eval(self.model.num_timesteps)
+
+                def _on_step(self) -> bool:
+                    return True
+
+            callback = EvalCallback()
+
+    assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
+    clock.start()
+    if lib == "critic":
+        model.learn(steps, callback=callback, progress_bar=False)
+        env_steps = model.env_steps
+    else:
+        model.learn(steps, callback=callback, progress_bar=False)
+        env_steps = model.num_timesteps
+    learn_s = time.perf_counter() - clock.t0
+    train_s = learn_s - clock.eval_seconds
+    threads_seen = torch.get_num_threads()
+    final = evaluate_policy(act, seed + EVAL_SEED_OFFSET)
+    evals = list(clock.evals)
+    if mode != "throughput":
+        evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3), "mean": final["mean"],
+                      "std": final["std"]})
+    first, stable = solved_points(evals)
+    iters = iterations_for(algo, steps) if mode != "view" else None
+    out = {
+        "lib": lib, "algo": algo, "mode": mode, "seed": seed, "threads": threads, "threads_seen": threads_seen,
+        "steps_requested": steps, "env_steps": int(env_steps),
+        "import_seconds": round(import_s, 3), "setup_seconds": round(setup_s, 3),
+        "learn_seconds": round(learn_s, 3), "train_seconds": round(train_s, 3),
+        "eval_seconds": round(clock.eval_seconds, 3),
+        "steps_per_second": round(env_steps / train_s, 1),
+        "final": {"mean": final["mean"], "std": final["std"]},
+        "evals": evals, "solved_at": first, "stable_solved_at": stable,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **info,
+    }
+    if iters is not None:
+        grads = iters * grad_steps_per_iteration(lib, algo)
+        out.update(iterations=iters, grad_updates=grads, grad_updates_per_second=round(grads / train_s, 1))
+    if mode == "throughput":
+        out.update(collect_seconds=round(split.collect, 3), update_seconds=round(split.update, 3),
+                   other_seconds=round(train_s - split.collect - split.update, 3),
+                   ms_per_grad_update=round(1000 * split.update / out["grad_updates"], 3))
+    return out
+
+
+# ================================================================================ driver side
+
+def launch(spec: dict[str, Any], log) -> dict[str, Any]:
+    env = dict(os.environ)
+    t = str(spec["threads"])
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, PYTHONHASHSEED=str(spec["seed"]))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO))
+    wall = time.perf_counter() - t0
+    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT_JSON:")), None)
+    if proc.returncode != 0 or line is None:
+        log(f"  !! {spec['lib']} {spec['algo']} {spec['mode']} seed {spec['seed']} failed (rc {proc.returncode})")
+        log("     " + "\n     ".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
+        return {**spec, "error": (proc.stderr or proc.stdout)[-4000:]}
+    res = json.loads(line[len("RESULT_JSON:"):])
+    res["process_seconds"] = round(wall, 2)
+    return res
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0, width=None):
+    s = "—" if x is None else (f"{x:,.{nd}f}" if isinstance(x, (int, float)) else str(x))
+    return s if width is None else s.rjust(width)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for mod in ("critic", "torch", "gymnasium", "stable_baselines3", "numpy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover
+            versions[mod] = "missing"
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions,
+            "loadavg_start": loadavg()}
+
+
+def ok(rows):
+    return [r for r in rows if "error" not in r]
+
+
+def pair_rows(results, algo, mode):
+    """[(critic_result, sb3_result)] in run order for one algorithm and mode."""
+    rs = [r for r in results if r["algo"] == algo and r["mode"] == mode]
+    by_pair: dict[int, dict[str, Any]] = {}
+    for r in rs:
+        by_pair.setdefault(r["pair"], {})[r["lib"]] = r
+    return [(p.get("critic"), p.get("sb3")) for _, p in sorted(by_pair.items())]
+
+
+def summarize_throughput(results, algo) -> dict[str, Any] | None:
+    pairs = [(a, b) for a, b in pair_rows(results, algo, "throughput") if a and b and "error" not in a
+             and "error" not in b]
+    if not pairs:
+        return None
+    s: dict[str, Any] = {"pairs": len(pairs)}
+    for lib, i in (("critic", 0), ("sb3", 1)):
+        rs = [p[i] for p in pairs]
+        s[lib] = {k: median([r.get(k) for r in rs]) for k in
+                  ("steps_per_second", "grad_updates_per_second", "train_seconds", "collect_seconds",
+                   "update_seconds", "other_seconds", "ms_per_grad_update", "setup_seconds", "import_seconds",
+                   "peak_rss_mb")}
+        s[lib]["final_mean"] = median([r["final"]["mean"] for r in rs])
+    s["ratio_steps_per_second"] = median([a["steps_per_second"] / b["steps_per_second"] for a, b in pairs])
+    s["ratio_of_medians"] = ratio(s["critic"]["steps_per_second"], s["sb3"]["steps_per_second"])
+    s["ratio_update_time"] = ratio(s["critic"]["update_seconds"], s["sb3"]["update_seconds"])
+    s["ratio_collect_time"] = ratio(s["critic"]["collect_seconds"], s["sb3"]["collect_seconds"])
+    return s
+
+
+def summarize_solve(results, algo, mode) -> dict[str, Any] | None:
+    pairs = pair_rows(results, algo, mode)
+    if not pairs:
+        return None
+    s: dict[str, Any] = {}
+    for lib, i in (("critic", 0), ("sb3", 1)):
+        rs = [p[i] for p in pairs if p[i] and "error" not in p[i]]
+        stable = [r["stable_solved_at"]["train_seconds"] if r["stable_solved_at"] else None for r in rs]
+        first = [r["solved_at"]["train_seconds"] if r["solved_at"] else None for r in rs]
+        s[lib] = {"runs": len(rs), "stable_solved": sum(x is not None for x in stable),
+                  "first_solved": sum(x is not None for x in first),
+                  "median_stable_seconds": median(stable), "median_first_seconds": median(first),
+                  "median_stable_steps": median([r["stable_solved_at"]["env_steps"] if r["stable_solved_at"]
+                                                 else None for r in rs]),
+                  "median_final_mean": median([r["final"]["mean"] for r in rs]),
+                  "median_train_seconds": median([r["train_seconds"] for r in rs])}
+    s["ratio_stable_seconds"] = ratio(s["critic"]["median_stable_seconds"], s["sb3"]["median_stable_seconds"])
+    s["ratio_first_seconds"] = ratio(s["critic"]["median_first_seconds"], s["sb3"]["median_first_seconds"])
+    return s
+
+
+def print_report(res: dict[str, Any], log) -> list[str]:
+    results, summ = res["runs"], res["summary"]
+    log("")
+    log("=" * 100)
+    m = res["machine"]
+    log(f"critic vs Stable-Baselines3, {ENV_ID}, {res['args']['threads']} torch thread(s), {m['cpu']} "
+        f"({m['cores']} cores), load {m['loadavg_start']} -> {res.get('loadavg_end')}")
+    log("versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    md: list[str] = [f"### On-policy CartPole-v1 — {res['date']}", "",
+                     f"{m['cpu']}, {m['cores']} cores, {res['args']['threads']} torch thread(s), "
+                     f"load average at start {m['loadavg_start']}; "
+                     + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
+    for algo in res["args"]["algos"]:
+        s = summ.get(algo, {}).get("throughput")
+        if s is None:
+            continue
+        log("")
+        log(f"[1] {algo.upper()} implementation efficiency: {res['args']['steps']:,} steps, identical "
+            f"hyper-parameters, no evaluation (per pair, run order critic then SB3)")
+        log(f"{'pair':>4} {'seed':>4} | {'critic sps':>10} {'SB3 sps':>9} {'ratio':>6} | "
+            f"{'critic s':>8} {'(coll/upd)':>13} {'SB3 s':>7} {'(coll/upd)':>13} | {'ret critic':>10} "
+            f"{'ret SB3':>8}")
+        for i, (a, b) in enumerate(pair_rows(results, algo, "throughput")):
+            if not a or not b or "error" in a or "error" in b:
+                log(f"{i:>4}  (failed)")
+                continue
+            log(f"{i:>4} {a['seed']:>4} | {fmt(a['steps_per_second'], 0, 10)} {fmt(b['steps_per_second'], 0, 9)} "
+                f"{fmt(a['steps_per_second'] / b['steps_per_second'], 2, 6)} | {fmt(a['train_seconds'], 1, 8)} "
+                f"{(fmt(a['collect_seconds'], 1) + '/' + fmt(a['update_seconds'], 1)):>13} "
+                f"{fmt(b['train_seconds'], 1, 7)} "
+                f"{(fmt(b['collect_seconds'], 1) + '/' + fmt(b['update_seconds'], 1)):>13} | "
+                f"{fmt(a['final']['mean'], 1, 10)} {fmt(b['final']['mean'], 1, 8)}")
+        c, r = s["critic"], s["sb3"]
+        log(f"{'med':>4} {'':>4} | {fmt(c['steps_per_second'], 0, 10)} {fmt(r['steps_per_second'], 0, 9)} "
+            f"{fmt(s['ratio_steps_per_second'], 2, 6)} | {fmt(c['train_seconds'], 1, 8)} "
+            f"{(fmt(c['collect_seconds'], 1) + '/' + fmt(c['update_seconds'], 1)):>13} "
+            f"{fmt(r['train_seconds'], 1, 7)} "
+            f"{(fmt(r['collect_seconds'], 1) + '/' + fmt(r['update_seconds'], 1)):>13} | "
+            f"{fmt(c['final_mean'], 1, 10)} {fmt(r['final_mean'], 1, 8)}")
+        log(f"     grad updates/s critic {fmt(c['grad_updates_per_second'], 0)} vs SB3 "
+            f"{fmt(r['grad_updates_per_second'], 0)}; ms per grad update critic {fmt(c['ms_per_grad_update'], 2)} "
+            f"vs SB3 {fmt(r['ms_per_grad_update'], 2)}; setup s critic {fmt(c['setup_seconds'], 2)} vs SB3 "
+            f"{fmt(r['setup_seconds'], 2)}; peak RSS MB critic {fmt(c['peak_rss_mb'], 0)} vs SB3 "
+            f"{fmt(r['peak_rss_mb'], 0)}")
+    for mode, title in (("solve", "[2] wall time to solve, identical hyper-parameters"),
+                        ("view", "[3] user's view: critic preset vs SB3 RL-Zoo settings")):
+        for algo in res["args"]["algos"]:
+            note = summ.get(algo, {}).get(f"{mode}_note")
+            if note:
+                log("")
+                log(f"{title.split(':')[0]} {algo.upper()}: {note}")
+            s = summ.get(algo, {}).get(mode)
+            if s is None:
+                continue
+            log("")
+            log(f"{title}: {algo.upper()}, eval every {res['args']['eval_every']:,} steps, "
+                f"{EVAL_EPISODES} deterministic episodes, threshold {THRESHOLD:g}; seconds = train time")
+            log(f"{'seed':>4} | {'critic first':>12} {'stable':>14} {'final':>6} | {'SB3 first':>10} "
+                f"{'stable':>14} {'final':>6}")
+
+            def cell(r, key):
+                p = r.get(key)
+                return "—" if p is None else f"{p['train_seconds']:.1f}s@{p['env_steps'] // 1000}k"
+
+            for a, b in pair_rows(results, algo, mode):
+                if not a or not b or "error" in a or "error" in b:
+                    log("      (failed)")
+                    continue
+                log(f"{a['seed']:>4} | {cell(a, 'solved_at'):>12} {cell(a, 'stable_solved_at'):>14} "
+                    f"{fmt(a['final']['mean'], 0, 6)} | {cell(b, 'solved_at'):>10} "
+                    f"{cell(b, 'stable_solved_at'):>14} {fmt(b['final']['mean'], 0, 6)}")
+            c, r = s["critic"], s["sb3"]
+            log(f"{'med':>4} | {fmt(c['median_first_seconds'], 1, 12)} {fmt(c['median_stable_seconds'], 1, 14)} "
+                f"{fmt(c['median_final_mean'], 0, 6)} | {fmt(r['median_first_seconds'], 1, 10)} "
+                f"{fmt(r['median_stable_seconds'], 1, 14)} {fmt(r['median_final_mean'], 0, 6)}")
+            log(f"     stable solves: critic {c['stable_solved']}/{c['runs']}, SB3 {r['stable_solved']}/{r['runs']}")
+
+    # ---- ratios (the table ends with them) and Markdown
+    log("")
+    log("ratios critic / SB3 (throughput > 1: critic faster; time < 1: critic faster)")
+    md_rows = ["| case | critic | SB3 | critic / SB3 |", "|---|---|---|---|"]
+    for algo in res["args"]["algos"]:
+        A = algo.upper()
+        s = summ.get(algo, {}).get("throughput")
+        if s:
+            c, r = s["critic"], s["sb3"]
+            log(f"  {A} env steps/s           {fmt(c['steps_per_second'], 0, 8)} vs {fmt(r['steps_per_second'], 0, 8)}"
+                f"   ratio {fmt(s['ratio_steps_per_second'], 2)} (median of per-pair ratios; "
+                f"ratio of medians {fmt(s['ratio_of_medians'], 2)})")
+            log(f"  {A} update time           {fmt(c['update_seconds'], 1, 8)} vs {fmt(r['update_seconds'], 1, 8)} s"
+                f" ratio {fmt(s['ratio_update_time'], 2)}")
+            log(f"  {A} collection time       {fmt(c['collect_seconds'], 1, 8)} vs {fmt(r['collect_seconds'], 1, 8)} s"
+                f" ratio {fmt(s['ratio_collect_time'], 2)}")
+            n = s["pairs"]
+            md_rows.append(f"| {A} {res['args']['steps'] // 1000}k env steps/s (median of {n}) | "
+                           f"{fmt(c['steps_per_second'], 0)} ({fmt(c['train_seconds'], 1)} s) | "
+                           f"{fmt(r['steps_per_second'], 0)} ({fmt(r['train_seconds'], 1)} s) | "
+                           f"**{fmt(s['ratio_steps_per_second'], 2)}×** |")
+            md_rows.append(f"| {A} collect / update seconds | {fmt(c['collect_seconds'], 1)} / "
+                           f"{fmt(c['update_seconds'], 1)} | {fmt(r['collect_seconds'], 1)} / "
+                           f"{fmt(r['update_seconds'], 1)} | {fmt(s['ratio_collect_time'], 2)} / "
+                           f"{fmt(s['ratio_update_time'], 2)} |")
+            md_rows.append(f"| {A} grad updates/s (ms per update) | {fmt(c['grad_updates_per_second'], 0)} "
+                           f"({fmt(c['ms_per_grad_update'], 2)}) | {fmt(r['grad_updates_per_second'], 0)} "
+                           f"({fmt(r['ms_per_grad_update'], 2)}) | "
+                           f"{fmt(ratio(c['grad_updates_per_second'], r['grad_updates_per_second']), 2)} |")
+            md_rows.append(f"| {A} final return, median | {fmt(c['final_mean'], 1)} | {fmt(r['final_mean'], 1)} | |")
+        for mode, label in (("solve", "time to stable solve"), ("view", "user's view, time to stable solve")):
+            s = summ.get(algo, {}).get(mode)
+            if not s:
+                continue
+            c, r = s["critic"], s["sb3"]
+            log(f"  {A} {label:<22} {fmt(c['median_stable_seconds'], 1, 8)} vs "
+                f"{fmt(r['median_stable_seconds'], 1, 8)} s ratio {fmt(s['ratio_stable_seconds'], 2)} "
+                f"(stable solves {c['stable_solved']}/{c['runs']} vs {r['stable_solved']}/{r['runs']})")
+            md_rows.append(f"| {A} {label} (median s, solved runs) | {fmt(c['median_stable_seconds'], 1)} "
+                           f"({c['stable_solved']}/{c['runs']}) | {fmt(r['median_stable_seconds'], 1)} "
+                           f"({r['stable_solved']}/{r['runs']}) | {fmt(s['ratio_stable_seconds'], 2)} |")
+    md += md_rows
+    log("")
+    log("Markdown for benchmarks/RESULTS.md:")
+    log("")
+    for ln in md:
+        log(ln)
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algos", nargs="+", default=["ppo", "a2c"], choices=["ppo", "a2c"])
+    ap.add_argument("--steps", type=int, default=100_000, help="env steps per run (parts 1 and 2)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--pairs", type=int, default=3, help="critic/SB3 pairs per algorithm in part 1")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads on both sides")
+    ap.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    ap.add_argument("--eval-every", type=int, default=10_000, help="evaluation interval in parts 2 and 3")
+    ap.add_argument("--view-steps", type=int, default=None,
+                    help="part 3 budget for both sides (default: RL-Zoo n_timesteps, PPO 100k, A2C 500k; "
+                         "critic uses its preset's own total_steps when the preset names one)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 10k steps, first seed, 1 pair, eval every 2.5k")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "bench_onpolicy.json"),
+                    help="results JSON path")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        print("RESULT_JSON:" + json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        return 0
+
+    if args.quick:
+        args.steps, args.seeds, args.pairs, args.eval_every = 10_000, args.seeds[:1], 1, 2_500
+        if args.view_steps is None:
+            args.view_steps = 10_000
+    log = lambda s="": print(s, flush=True)  # noqa: E731
+    res: dict[str, Any] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": machine_info(), "args": vars(args) | {"worker": None},
+                           "hyperparameters": {"ppo": PPO_HP, "a2c": A2C_HP}, "runs": [], "summary": {}}
+    log(f"bench_onpolicy: algos {args.algos}, parts {args.parts}, {args.steps:,} steps, seeds {args.seeds}, "
+        f"{args.pairs} pair(s), {args.threads} thread(s); load {res['machine']['loadavg_start']}")
+
+    def run_pair(algo, mode, seed, pair, steps, extra=None):
+        for lib in LIBS:  # A B: critic then SB3, every pair
+            spec = {"lib": lib, "algo": algo, "mode": mode, "seed": seed, "steps": steps,
+                    "threads": args.threads, "eval_every": args.eval_every, "pair": pair, **(extra or {})}
+            r = launch(spec, log)
+            r["pair"] = pair
+            res["runs"].append(r)
+            if "error" not in r:
+                extra_s = (f"{r['steps_per_second']:,.0f} steps/s" if mode == "throughput" else
+                           f"stable {r['stable_solved_at']}")
+                log(f"  {mode:<10} {algo} {LIB_NAMES[lib]:<6} seed {seed}: train {r['train_seconds']:.1f}s, "
+                    f"{extra_s}, final {r['final']['mean']:.0f} (load {loadavg()})")
+
+    for algo in args.algos:
+        summ = res["summary"].setdefault(algo, {})
+        if 1 in args.parts:
+            for i in range(args.pairs):
+                run_pair(algo, "throughput", args.seeds[i % len(args.seeds)], i, args.steps)
+            summ["throughput"] = summarize_throughput(res["runs"], algo)
+        if 2 in args.parts:
+            for i, seed in enumerate(args.seeds):
+                run_pair(algo, "solve", seed, i, args.steps)
+            summ["solve"] = summarize_solve(res["runs"], algo, "solve")
+        if 3 in args.parts:
+            preset = REPO / "critic" / "presets" / f"{algo}_cartpole.yaml"
+            if not preset.exists():
+                summ["view_note"] = (f"skipped: {preset.relative_to(REPO)} does not exist yet "
+                                     "(critic has no CartPole preset to compare)")
+                log(f"  [3] {algo}: {summ['view_note']}")
+            else:
+                steps = args.view_steps or ZOO_STEPS[algo]
+                for i, seed in enumerate(args.seeds):
+                    run_pair(algo, "view", seed, i, steps, {"steps_forced": args.view_steps is not None})
+                summ["view"] = summarize_solve(res["runs"], algo, "view")
+        res["summary"] = {k: v for k, v in res["summary"].items()}
+        _write(args.out, res)  # partial results survive an interrupted run
+
+    res["loadavg_end"] = loadavg()
+    res["markdown"] = print_report(res, log)
+    _write(args.out, res)
+    log("")
+    log(f"results written to {args.out}")
+    return 0 if not any("error" in r for r in res["runs"]) else 1
+
+
+def _write(path: str, res: dict[str, Any]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2, default=str))
+    tmp.replace(p)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The command line: train / eval / plot / list, one-line errors, Ctrl-C and --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from critic.cli import main
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "critic.cli", *args], capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 120), **kw)
+
+
+def test_train_eval_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "CartPole-v1", "--steps", "2048", "--out", str(out), "--no-progress",
+                 "--set", "n_steps=64", "--set", "batch_size=128", "--set", "n_epochs=2", "--num-envs", "2",
+                 "--eval-every", "1024", "--eval-episodes", "2", "--seed", "3"]) == 0
+    assert "final return" in capsys.readouterr().out
+    for f in ("config.yaml", "metrics.csv", "evals.csv", "summary.json", "curve.png", "model/agent.safetensors"):
+        assert (out / f).is_file(), f
+    import yaml
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["hparams"]["n_steps"] == 64 and cfg["hparams"]["seed"] == 3 and cfg["env_id"] == "CartPole-v1"
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+    assert "mean return" in capsys.readouterr().out
+    assert main(["eval", str(out / "model"), "--episodes", "1", "--video", str(tmp_path / "vid")]) == 0
+    assert list((tmp_path / "vid").glob("*.gif"))
+    assert main(["plot", str(out), str(out), "-o", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    # the same --out twice is refused (the first run's files are kept)
+    assert main(["train", "ppo", "CartPole-v1", "--steps", "100", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "ppo" in text and "a2c" in text and "ppo_cartpole" in text
+    assert main(["list", "ppo"]) == 0
+    text = capsys.readouterr().out
+    assert "clip_eps (float, default 0.2): Clipping range of the probability ratio." in text
+
+
+def test_train_help_lists_hyperparameters():
+    r = run_cli("train", "a2c", "--help")
+    assert r.returncode == 0 and "episodic" in r.stdout and "Rollout length per env" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "ppo", "CartPole-v2", "--steps", "10"], "did you mean CartPole-v1"),
+    (["train", "ppo", "CartPole-v1", "--set", "gamma=2"], "invalid value for 'gamma': 2.0"),
+    (["train", "ppo", "CartPole-v1", "--set", "n_steps=abc"], "invalid value for 'n_steps': 'abc'"),
+    (["train", "ppo", "CartPole-v1", "--set", "gamam=0.9"], "unknown field 'gamam'"),
+    (["train", "ppo", "CartPole-v1", "--set", "novalue"], "--set expects key=value"),
+    (["train", "pop", "CartPole-v1"], "unknown algorithm 'pop'"),
+    (["train", "ppo", "CartPole-v1", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "ppo", "evil.module:Env", "--steps", "10"], "refused unless explicitly allowed"),
+    (["eval", "/nonexistent/run"], "no checkpoint found"),
+])
+def test_errors_are_one_line(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ctrl_c_writes_checkpoint_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "critic.cli", "train", "a2c", "CartPole-v1", "--steps", "10000000",
+                          "--out", str(out), "--no-progress", "--eval-every", "1000000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "checkpoint saved" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    import critic
+    ck = critic.load(out / "checkpoints" / "agent.safetensors")
+    step = ck.env_steps
+    assert step > 0
+    r = run_cli("train", "--resume", str(out), "--steps", str(step + 2000), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert f"at step {step:,}" in r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["env_steps"] >= step + 2000
+    assert critic.load(out / "model").env_steps == s["env_steps"]
