@@ -19,7 +19,7 @@ class Categorical:
     """Softmax policy over ``n`` actions from unnormalised ``logits [B, n]``."""
 
     def __init__(self, logits: torch.Tensor):
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)  # log-probabilities
+        self.logits = torch.log_softmax(logits, -1)  # log-probabilities (one fused op)
 
     @property
     def probs(self) -> torch.Tensor:

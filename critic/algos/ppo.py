@@ -53,13 +53,13 @@ class PPOConfig(OnPolicyConfig):
 
 
 def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
-                   cfg: PPOConfig) -> dict[str, torch.Tensor]:
+                   cfg: PPOConfig, normalize: bool, with_metrics: bool) -> dict[str, torch.Tensor]:
     adv = mb["adv"]
-    if cfg.normalize_advantage and adv.numel() > 1:
+    if normalize and adv.numel() > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     params, values = nets(mb["obs"])
     dist = nets.dist(params)
-    pi_loss, metrics = ppo_clip_loss(dist.log_prob(mb["actions"]), mb["logp"], adv, cfg.clip_eps)
+    pi_loss, metrics = ppo_clip_loss(dist.log_prob(mb["actions"]), mb["logp"], adv, cfg.clip_eps, with_metrics)
     vf_loss, _ = value_loss(values, mb["ret"], cfg.value_loss, mb["values"], cfg.clip_vf)
     loss = pi_loss + cfg.vf_coef * vf_loss
     if cfg.ent_coef > 0:
@@ -84,15 +84,19 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
             "adv": adv.flatten(), "ret": ret.flatten()}
     B = data["adv"].shape[0]
     bs = cfg.batch_size
+    whole = bs >= B  # one minibatch per epoch: shuffling changes nothing, normalise once
+    if whole and cfg.normalize_advantage and B > 1:
+        data["adv"] = (data["adv"] - data["adv"].mean()) / (data["adv"].std() + 1e-8)
+    starts = [0] if whole else list(range(0, B - bs + 1, bs))
     metrics: dict[str, torch.Tensor] = {}
-    for _ in range(cfg.n_epochs):
-        if bs >= B:  # one minibatch: shuffling would change nothing
-            metrics = minibatch_step(nets, opt, data, cfg)
-        else:
-            perm = torch.randperm(B, device=data["adv"].device)
-            for start in range(0, B - bs + 1, bs):
-                idx = perm[start:start + bs]
-                metrics = minibatch_step(nets, opt, {k: v[idx] for k, v in data.items()}, cfg)
+    for epoch in range(cfg.n_epochs):
+        perm = None if whole else torch.randperm(B, device=data["adv"].device)
+        for i, start in enumerate(starts):
+            mb = data if perm is None else {k: v[perm[start:start + bs]] for k, v in data.items()}
+            # Metrics cost operations: compute them where they are read (the last minibatch,
+            # or every epoch's last one when the KL early stop needs them).
+            last = i == len(starts) - 1 and (epoch == cfg.n_epochs - 1 or cfg.target_kl is not None)
+            metrics = minibatch_step(nets, opt, mb, cfg, cfg.normalize_advantage and not whole, last)
         # The only host sync in PPO, and only when asked for: the KL early stop.
         if cfg.target_kl is not None and float(metrics["train/approx_kl"]) > cfg.target_kl:
             break

@@ -23,12 +23,17 @@ def pg_loss(logp_B: Tensor, adv_B: Tensor) -> tuple[Tensor, Metrics]:
     return -(adv_B.detach() * logp_B).mean(), {}
 
 
-def ppo_clip_loss(logp_B: Tensor, old_logp_B: Tensor, adv_B: Tensor, clip_eps: float) -> tuple[Tensor, Metrics]:
-    """PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347, eq. 7)."""
+def ppo_clip_loss(logp_B: Tensor, old_logp_B: Tensor, adv_B: Tensor, clip_eps: float,
+                  with_metrics: bool = True) -> tuple[Tensor, Metrics]:
+    """PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347, eq. 7).
+
+    ``with_metrics=False`` skips the approximate KL and clip fraction (hot-path saving)."""
     log_ratio = logp_B - old_logp_B.detach()
     ratio = log_ratio.exp()
     adv = adv_B.detach()
     loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+    if not with_metrics:
+        return loss, {}
     with torch.no_grad():
         metrics = {
             "train/approx_kl": ((ratio - 1.0) - log_ratio).mean(),  # k3 estimator, always >= 0
@@ -71,16 +76,19 @@ def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor
     """
     target = target_B.detach()
 
+    if clip is None or old_v_B is None:  # the common case in as few operations as possible
+        if kind == "huber":
+            return F.huber_loss(v_B, target, delta=1.0), {}
+        return 0.5 * F.mse_loss(v_B, target), {}
+
     def err(v: Tensor) -> Tensor:
         if kind == "huber":
             return F.huber_loss(v, target, reduction="none", delta=1.0)
         return 0.5 * (v - target).square()
 
-    if clip is not None and old_v_B is not None:
-        old = old_v_B.detach()
-        v_clipped = old + (v_B - old).clamp(-clip, clip)
-        return torch.max(err(v_B), err(v_clipped)).mean(), {}
-    return err(v_B).mean(), {}
+    old = old_v_B.detach()
+    v_clipped = old + (v_B - old).clamp(-clip, clip)
+    return torch.max(err(v_B), err(v_clipped)).mean(), {}
 
 
 def entropy_loss(entropy_B: Tensor) -> tuple[Tensor, Metrics]:
