@@ -49,6 +49,16 @@ def _threshold(run_dir: Path) -> float | None:
         return None
 
 
+def _training_return(ax, run_dir: Path, color: str, ylabel: str) -> None:
+    """Faint training-episode return under a single run's evaluation curve."""
+    if ylabel != "evaluation return":
+        return
+    rows = [r for r in _read_csv(run_dir / "metrics.csv") if r.get("env/episodic_return", "") != ""]
+    if rows:
+        ax.plot([float(r["env_steps"]) for r in rows], [float(r["env/episodic_return"]) for r in rows],
+                color=color, alpha=0.3, lw=1, label="training episodes")
+
+
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
     """Overlay learning curves; runs sharing a label (algo + env) are drawn as mean and
     min-max spread across seeds on a common step grid."""
@@ -69,10 +79,13 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None
     if not groups:
         raise ValueError("no evaluations or episodes to plot in " + ", ".join(map(str, run_dirs)))
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    single_run = len(run_dirs) == 1
     for label, curves in groups.items():
         if len(curves) == 1:
             x, y = curves[0]
-            ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, label=label)
+            line, = ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, label=f"{label} ({ylabel})")
+            if single_run:
+                _training_return(ax, Path(run_dirs[0]), line.get_color(), ylabel)
             continue
         lo = max(c[0][0] for c in curves)
         hi = min(c[0][-1] for c in curves)
@@ -83,8 +96,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None
     for t in sorted(thresholds):
         ax.axhline(t, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or "learning curve")
+    ax.set_ylabel("return")
+    ax.set_title(title or ", ".join(groups))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

@@ -87,7 +87,7 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
     whole = bs >= B  # one minibatch per epoch: shuffling changes nothing, normalise once
     if whole and cfg.normalize_advantage and B > 1:
         data["adv"] = (data["adv"] - data["adv"].mean()) / (data["adv"].std() + 1e-8)
-    starts = [0] if whole else list(range(0, B - bs + 1, bs))
+    starts = [0] if whole else list(range(0, B, bs))  # the last minibatch may be smaller (as in SB3)
     metrics: dict[str, torch.Tensor] = {}
     for epoch in range(cfg.n_epochs):
         perm = None if whole else torch.randperm(B, device=data["adv"].device)

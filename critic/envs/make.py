@@ -126,6 +126,10 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space, allowed_actions: tu
     if not isinstance(act_space, allowed):
         names = ", ".join(a.__name__ for a in allowed)
         raise EnvError(f"unsupported action space {act_space!r}; this algorithm supports: {names}")
+    if isinstance(act_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and np.any(np.asarray(act_space.start) != 0):
+        # Categorical policies emit actions 0..n-1; a shifted space would receive invalid actions.
+        raise EnvError(f"unsupported action space {act_space!r}: a non-zero start is not supported "
+                       "(critic's policies emit actions from 0); wrap the env to shift its actions")
     if isinstance(act_space, gym.spaces.Box):
         if len(act_space.shape) != 1:
             raise EnvError(f"unsupported action space {act_space!r}: Box actions must be 1-D")
