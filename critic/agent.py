@@ -155,9 +155,12 @@ class Agent:
             torch.set_num_threads(n)
 
     def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        if self.obs_norm is None:
-            return obs
-        return self.obs_norm(obs, update=update)
+        """What the networks see: normalised (when asked) float32 vectors, or raw images."""
+        if self.obs_norm is not None:
+            return self.obs_norm(obs, update=update)
+        if not self._image and obs.dtype != np.float32:
+            return obs.astype(np.float32)
+        return obs
 
     def _require_env(self) -> EnvStepper:
         if self.stepper is None:
@@ -333,26 +336,28 @@ class Agent:
         episodic = self._episodic()
         buf.reset()
         while True:
-            obs_t = torch.as_tensor(self._obs, device=dev)
+            obs = self._obs
             with torch.inference_mode():
-                a, logp, v = nets.act(obs_t)
-            step = stepper.step(self._env_action(a.cpu().numpy()))
+                a, logp, v = nets.act(torch.as_tensor(obs, device=dev))
+            a, logp, v = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
+            step = stepper.step(self._env_action(a))
             self.env_steps += stepper.num_envs
             reward = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
             if buf.full:
                 buf.grow()
-            buf.add(obs_t, a, logp, v, reward, step.terminated, step.truncated)
+            buf.add(obs, a, logp, v, reward, step.terminated, step.truncated)
             if step.truncated.any():
                 idx = np.flatnonzero(step.truncated)
                 final = torch.as_tensor(self._norm_obs(step.next_obs[idx]), device=dev)
                 with torch.inference_mode():
-                    buf.set_truncation_values(idx, nets.value(final))
-            self._record_episodes(step.episode_returns)
+                    buf.set_truncation_values(idx, nets.value(final).cpu())
+            if step.episode_returns:
+                self._record_episodes(step.episode_returns)
             self._obs = self._norm_obs(step.obs, update=True)
             if (episodic and step.done[0]) or (not episodic and buf.full):
                 break
         with torch.inference_mode():
-            buf.finish(nets.value(torch.as_tensor(self._obs, device=dev)))
+            buf.finish(nets.value(torch.as_tensor(self._obs, device=dev)).cpu())
 
     # ------------------------------------------------------------------ acting and evaluation
     def predict(self, obs: Any, deterministic: bool = False) -> np.ndarray:

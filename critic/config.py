@@ -300,7 +300,7 @@ class OnPolicyConfig(Config):
     lr_schedule: str = "constant"
     """Learning-rate schedule: 'constant' or 'linear' (annealed to 0 over the learn() call)."""
     value_loss: str = "mse"
-    """Critic loss: 'mse' (0.5 squared error) or 'huber'."""
+    """Critic loss: 'mse' (mean squared error) or 'huber'."""
     shared_body: bool = False
     """One MLP body for actor and critic (two heads) instead of two separate MLPs."""
     ortho_init: bool = True

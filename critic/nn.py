@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu,
+                  "gelu": torch.nn.functional.gelu}
 
 
 def init_layer(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -112,3 +114,4 @@ class _HWCtoCHW(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cnn(x.permute(0, 3, 1, 2))
+

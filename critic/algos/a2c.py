@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, make_optimizer
+from critic.algos.common import apply_lr_schedule, clip_and_step, make_optimizer
 from critic.config import OnPolicyConfig, check
 from critic.losses import entropy_loss, policy_loss, value_loss
 from critic.modules.policies import ActorCriticNet
@@ -34,7 +34,7 @@ class A2CConfig(OnPolicyConfig):
     episodic: bool = False
     """Update once per finished episode with standardised Monte-Carlo returns (needs num_envs=1)."""
     value_loss: str = "mse"
-    """Critic loss: 'mse' (0.5 squared error) or 'huber' (the episodic variant uses huber)."""
+    """Critic loss: 'mse' (mean squared error) or 'huber' (the episodic variant uses huber)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,9 +70,7 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
         metrics.update(m)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm, foreach=True)
-    opt.step()
+    clip_and_step(opt, cfg.max_grad_norm)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
     return metrics
 

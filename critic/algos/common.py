@@ -25,3 +25,12 @@ def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps
     frac = 1.0 - (env_steps - start) / max(end - start, 1)
     for g in opt.param_groups:
         g["lr"] = cfg.learning_rate * max(frac, 0.0)
+
+
+def clip_and_step(opt: torch.optim.Optimizer, max_grad_norm: float | None) -> None:
+    """Clip the global gradient norm of the optimizer's parameters (no host sync), then step."""
+    if max_grad_norm is not None:
+        params = opt.param_groups[0]["params"] if len(opt.param_groups) == 1 else [
+            p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    opt.step()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, make_optimizer
+from critic.algos.common import apply_lr_schedule, clip_and_step, make_optimizer
 from critic.config import OnPolicyConfig, check
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
 from critic.modules.policies import ActorCriticNet
@@ -68,9 +68,7 @@ def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[st
         metrics.update(m)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm, foreach=True)
-    opt.step()
+    clip_and_step(opt, cfg.max_grad_norm)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
     return metrics
 

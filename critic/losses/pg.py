@@ -70,7 +70,8 @@ def policy_loss(strategy: str | Callable, dist, actions: Tensor, adv_B: Tensor,
 
 def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor | None = None,
                clip: float | None = None) -> tuple[Tensor, Metrics]:
-    """Critic regression towards a (detached) target: 0.5 * MSE or Huber (delta 1).
+    """Critic regression towards a (detached) target: mean squared error (the Stable-Baselines3
+    convention, so ``vf_coef`` means the same there and here) or Huber (delta 1).
 
     With ``clip``, PPO's value clipping: the larger of the clipped and unclipped errors.
     """
@@ -79,12 +80,12 @@ def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor
     if clip is None or old_v_B is None:  # the common case in as few operations as possible
         if kind == "huber":
             return F.huber_loss(v_B, target, delta=1.0), {}
-        return 0.5 * F.mse_loss(v_B, target), {}
+        return F.mse_loss(v_B, target), {}
 
     def err(v: Tensor) -> Tensor:
         if kind == "huber":
             return F.huber_loss(v, target, reduction="none", delta=1.0)
-        return 0.5 * (v - target).square()
+        return (v - target).square()
 
     old = old_v_B.detach()
     v_clipped = old + (v_B - old).clamp(-clip, clip)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import gymnasium as gym
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critic.distributions import make_dist, param_dim
-from critic.nn import encoder_for, init_layer, is_image_space, mlp
+from critic.nn import ACTIVATION_FNS, encoder_for, init_layer, is_image_space, mlp
+
+
+def _linears(seq: nn.Module | None) -> list[nn.Linear]:
+    return [m for m in seq.modules() if isinstance(m, nn.Linear)] if seq is not None else []
 
 
 class ActorCriticNet(nn.Module):
     """pi(a|s) and V(s) for Discrete, MultiDiscrete and Box actions.
 
-    Vector observations: two MLPs (``shared=False``, the PPO default) or one body with two
-    heads. Image observations always share one Nature-CNN encoder. Box actions use a
-    state-independent log-std parameter. The policy head starts near uniform (gain 0.01).
+    Vector observations: two separate MLPs (``shared=False``, the PPO default) or one body
+    with two heads (``shared=True``). Image observations always share one Nature-CNN encoder.
+    Box actions use a state-independent log-std parameter. The policy head starts near
+    uniform (gain 0.01). The MLPs run as plain ``F.linear``/activation calls: nn.Module
+    dispatch costs a few microseconds per layer, a real share of a 64-64 network's forward.
     """
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, hidden_sizes=(64, 64),
@@ -23,38 +30,55 @@ class ActorCriticNet(nn.Module):
                  log_std_init: float = 0.0):
         super().__init__()
         self.act_space = act_space
+        self._vector = not is_image_space(obs_space)
+        self.shared = shared or not self._vector
+        self._act = ACTIVATION_FNS[activation]
+        P = param_dim(act_space)
         self.encoder = encoder_for(obs_space)
         d = self.encoder.out_dim
-        self.shared = shared or is_image_space(obs_space)
         if self.shared:
-            self.body = mlp(d, hidden_sizes, None, activation, ortho_init) if not is_image_space(obs_space) else nn.Identity()
-            d_out = hidden_sizes[-1] if not is_image_space(obs_space) else d
-            self.pi_body = self.vf_body = None
+            self.body = mlp(d, hidden_sizes, None, activation, ortho_init) if self._vector else nn.Identity()
+            d_out = hidden_sizes[-1] if self._vector else d
         else:
-            self.body = None
             self.pi_body = mlp(d, hidden_sizes, None, activation, ortho_init)
             self.vf_body = mlp(d, hidden_sizes, None, activation, ortho_init)
             d_out = hidden_sizes[-1]
-        self.pi_head = nn.Linear(d_out, param_dim(act_space))
-        self.vf_head = nn.Linear(d_out, 1)
+        self.pi_head, self.vf_head = nn.Linear(d_out, P), nn.Linear(d_out, 1)
         if ortho_init:
             init_layer(self.pi_head, 0.01)
             init_layer(self.vf_head, 1.0)
-        self.log_std = (nn.Parameter(torch.full((param_dim(act_space),), float(log_std_init)))
+        self.log_std = (nn.Parameter(torch.full((P,), float(log_std_init)))
                         if isinstance(act_space, gym.spaces.Box) else None)
+        self._body = _linears(self.body) if self.shared else []
+        self._pi = _linears(self.pi_body) if not self.shared else []
+        self._vf = _linears(self.vf_body) if not self.shared else []
+
+    def _mlp(self, x: Tensor, layers: list[nn.Linear]) -> Tensor:
+        act = self._act
+        for lin in layers:
+            x = act(F.linear(x, lin.weight, lin.bias))
+        return x
+
+    def _encode(self, obs: Tensor) -> Tensor:
+        if self._vector:
+            return obs.reshape(obs.shape[0], -1) if obs.dim() > 2 else obs
+        return self.encoder(obs)
+
+    def _heads(self, h_pi: Tensor, h_vf: Tensor) -> tuple[Tensor, Tensor]:
+        return (F.linear(h_pi, self.pi_head.weight, self.pi_head.bias),
+                F.linear(h_vf, self.vf_head.weight, self.vf_head.bias).squeeze(-1))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Distribution parameters ``[B, P]`` and values ``[B]``."""
-        x = self.encoder(obs)
+        x = self._encode(obs)
         if self.shared:
-            h = self.body(x)
-            return self.pi_head(h), self.vf_head(h).squeeze(-1)
-        return self.pi_head(self.pi_body(x)), self.vf_head(self.vf_body(x)).squeeze(-1)
+            h = self._mlp(x, self._body)
+            return self._heads(h, h)
+        return self._heads(self._mlp(x, self._pi), self._mlp(x, self._vf))
 
     def value(self, obs: Tensor) -> Tensor:
-        x = self.encoder(obs)
-        h = self.body(x) if self.shared else self.vf_body(x)
-        return self.vf_head(h).squeeze(-1)
+        h = self._mlp(self._encode(obs), self._body if self.shared else self._vf)
+        return F.linear(h, self.vf_head.weight, self.vf_head.bias).squeeze(-1)
 
     def dist(self, params: Tensor):
         return make_dist(self.act_space, params, self.log_std)
@@ -66,12 +90,13 @@ class ActorCriticNet(nn.Module):
         a = d.mode() if deterministic else d.sample()
         return a, d.log_prob(a), v
 
-    def actor_parameters(self):
+    def side_tensors(self, side: str, grads: bool = False) -> list[Tensor | None]:
+        """The parameters (or their gradients) the actor or the critic computes with. With a
+        shared body both sides include it; with separate networks the lists are disjoint."""
         if self.shared:
-            return [p for n, p in self.named_parameters() if not n.startswith("vf_")]
-        return [p for n, p in self.named_parameters() if n.startswith(("pi_", "log_std")) or n.startswith("encoder")]
-
-    def critic_parameters(self):
-        if self.shared:
-            return [p for n, p in self.named_parameters() if not n.startswith(("pi_", "log_std"))]
-        return [p for n, p in self.named_parameters() if n.startswith("vf_") or n.startswith("encoder")]
+            common = [p for n, p in self.named_parameters() if not n.startswith(("pi_head", "vf_head", "log_std"))]
+        else:
+            common = list((self.pi_body if side == "actor" else self.vf_body).parameters())
+        own = ([*self.pi_head.parameters()] + ([self.log_std] if self.log_std is not None else [])
+               if side == "actor" else [*self.vf_head.parameters()])
+        return [p.grad if grads else p for p in [*common, *own]]

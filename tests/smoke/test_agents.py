@@ -54,7 +54,7 @@ def test_image_observations_use_cnn(cls):
     agent = make(cls, TinyImageEnv, num_envs=2)
     assert any(isinstance(m, torch.nn.Conv2d) for m in agent.nets.modules())
     agent.learn(40, progress_bar=False)
-    assert agent.buffer.obs.dtype == torch.uint8  # images stored as bytes
+    assert agent.buffer.view()["obs"].dtype == torch.uint8  # images stored as bytes
     assert agent.predict(np.zeros((1, 36, 36), np.uint8)) in range(4)
 
 

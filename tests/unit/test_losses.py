@@ -115,7 +115,7 @@ def test_value_loss_mse_and_huber():
     v = torch.tensor([1.0, 3.0, -0.5], requires_grad=True)
     target = torch.tensor([2.0, 0.0, -0.25], requires_grad=True)
     mse, _ = value_loss(v, target, "mse")
-    assert mse.item() == pytest.approx((0.5 * 1 + 0.5 * 9 + 0.5 * 0.0625) / 3)
+    assert mse.item() == pytest.approx((1 + 9 + 0.0625) / 3)  # plain MSE, the SB3 convention
     hub, _ = value_loss(v, target, "huber")
     # |e| <= 1: 0.5 e^2 ; |e| > 1: |e| - 0.5
     assert hub.item() == pytest.approx((0.5 * 1 + (3 - 0.5) + 0.5 * 0.0625) / 3)
@@ -128,14 +128,14 @@ def test_value_loss_clipped():
     old = torch.tensor([0.0, 2.5])
     target = torch.tensor([2.0, 0.0])
     loss, _ = value_loss(v, target, "mse", old_v_B=old, clip=0.2)
-    # clipped values: [0.2, 2.7]; errors unclipped [0.5, 4.5], clipped [1.62, 3.645]; max [1.62, 4.5]
-    assert loss.item() == pytest.approx((1.62 + 4.5) / 2)
+    # clipped values: [0.2, 2.7]; squared errors unclipped [1, 9], clipped [3.24, 7.29]; max [3.24, 9]
+    assert loss.item() == pytest.approx((3.24 + 9.0) / 2)
     loss.backward()
     # element 0: the clipped error wins and is flat in v (clamp saturated) -> zero gradient
     assert v.grad[0].item() == 0.0
-    assert v.grad[1].item() == pytest.approx((3.0 - 0.0) / 2)
+    assert v.grad[1].item() == pytest.approx(2 * (3.0 - 0.0) / 2)
     # without clip the same inputs give the plain MSE
-    assert value_loss(v, target, "mse", old_v_B=old)[0].item() == pytest.approx((0.5 + 4.5) / 2)
+    assert value_loss(v, target, "mse", old_v_B=old)[0].item() == pytest.approx((1.0 + 9.0) / 2)
 
 
 def test_entropy_loss():
@@ -160,12 +160,12 @@ def _batch(net, act_space, B=8):
     return obs, d, a, v
 
 
-def _grads(net, prefixes):
-    return {n: p.grad for n, p in net.named_parameters() if n.startswith(prefixes)}
+def _grads(net, side):
+    return net.side_tensors(side, grads=True)
 
 
 def _all_empty(grads):
-    return all(g is None or torch.count_nonzero(g) == 0 for g in grads.values())
+    return all(g is None or torch.count_nonzero(g) == 0 for g in grads)
 
 
 @pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, (2,), np.float32)],
@@ -181,12 +181,12 @@ def test_actor_losses_leave_critic_gradients_empty(act_space, strategy):
     else:
         loss = policy_loss(strategy, d, a, adv, d.log_prob(a).detach() - 0.05)[0]
     loss.backward()
-    critic_grads = _grads(net, ("vf_",))
+    critic_grads = _grads(net, "critic")
     assert critic_grads and _all_empty(critic_grads)
-    actor_grads = _grads(net, ("pi_", "log_std"))
+    actor_grads = _grads(net, "actor")
     if strategy != "entropy" or isinstance(act_space, gym.spaces.Box):
         # the loss really did reach the actor (otherwise the check above would be vacuous)
-        assert any(g is not None and torch.count_nonzero(g) > 0 for g in actor_grads.values())
+        assert any(g is not None and torch.count_nonzero(g) > 0 for g in actor_grads)
 
 
 @pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, (2,), np.float32)],
@@ -198,9 +198,9 @@ def test_value_loss_leaves_actor_gradients_empty(act_space, kind):
     obs, d, a, v = _batch(net, act_space)
     loss = value_loss(v, torch.randn(8), kind)[0]
     loss.backward()
-    actor_grads = _grads(net, ("pi_", "log_std"))
-    assert actor_grads and all(g is None for g in actor_grads.values())
-    assert all(g is not None and torch.count_nonzero(g) > 0 for g in _grads(net, ("vf_",)).values())
+    actor_grads = _grads(net, "actor")
+    assert actor_grads and _all_empty(actor_grads)
+    assert all(g is not None and torch.count_nonzero(g) > 0 for g in _grads(net, "critic"))
 
 
 def test_gradient_isolation_negative_control_shared_body():
@@ -210,14 +210,12 @@ def test_gradient_isolation_negative_control_shared_body():
     net = ActorCriticNet(OBS, gym.spaces.Discrete(3), hidden_sizes=(8, 8), shared=True)
     obs, d, a, v = _batch(net, gym.spaces.Discrete(3))
     pg_loss(d.log_prob(a), torch.randn(8))[0].backward()
-    critic_side = {n: p.grad for n, p in net.named_parameters()
-                   if any(p is q for q in net.critic_parameters())}
-    assert not _all_empty(critic_side)
+    assert not _all_empty(_grads(net, "critic"))
 
 
 def test_actor_and_critic_parameter_sets_are_disjoint_when_separate():
     net = ActorCriticNet(OBS, gym.spaces.Box(-1.0, 1.0, (2,), np.float32), hidden_sizes=(8,), shared=False)
-    actor = {id(p) for p in net.actor_parameters()}
-    critic = {id(p) for p in net.critic_parameters()}
+    actor = {id(p) for p in net.side_tensors("actor")}
+    critic = {id(p) for p in net.side_tensors("critic")}
     assert actor and critic and not (actor & critic)
     assert actor | critic == {id(p) for p in net.parameters()}

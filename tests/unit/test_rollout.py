@@ -82,7 +82,7 @@ def test_finish_feeds_gae_with_truncation_bootstrap():
 
 def test_grow_keeps_contents_and_doubles_capacity():
     buf = RolloutBuffer(2, 2, OBS, gym.spaces.Box(-1.0, 1.0, (2,), np.float32))
-    assert buf.actions.shape == (2, 2, 2) and buf.actions.dtype == torch.float32
+    assert buf.actions.shape == (2, 2, 2) and buf.view()["actions"].dtype == torch.float32
     for t in range(2):
         buf.add(torch.full((2, 3), float(t)), torch.full((2, 2), 0.1 * t), torch.full((2,), -float(t)),
                 torch.full((2,), 10.0 * t), np.full(2, t, np.float32), np.array([False, t == 1]),
@@ -111,5 +111,7 @@ def test_grow_keeps_contents_and_doubles_capacity():
 def test_uint8_observations_stay_bytes():
     img = gym.spaces.Box(0, 255, (1, 4, 4), np.uint8)
     buf = RolloutBuffer(2, 1, img, gym.spaces.MultiDiscrete([2, 3]))
-    assert buf.obs.dtype == torch.uint8
-    assert buf.actions.shape == (2, 1, 2) and buf.actions.dtype == torch.long
+    buf.add(np.zeros((1, 1, 4, 4), np.uint8), np.zeros((1, 2), np.int64), np.zeros(1), np.zeros(1),
+            np.zeros(1, np.float32), np.zeros(1, bool), np.zeros(1, bool))
+    assert buf.obs.dtype == np.uint8 and buf.view()["obs"].dtype == torch.uint8
+    assert buf.actions.shape == (2, 1, 2) and buf.view()["actions"].dtype == torch.long
