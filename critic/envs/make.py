@@ -106,7 +106,8 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
     if vectorization == "async":
         venv = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
-        venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        from critic.envs.vector import LeanSyncVectorEnv
+        venv = LeanSyncVectorEnv(fns)
     venv.action_space.seed(seed)
     return venv
 

@@ -218,3 +218,14 @@ def test_threads_auto_and_override():
     critic.A2C("CartPole-v1", torch_threads=2)
     assert torch.get_num_threads() == 2
     torch.set_num_threads(1)
+
+
+def test_async_vectorization_matches_sync():
+    def run(vec):
+        agent = critic.A2C("CartPole-v1", n_steps=5, num_envs=2, vectorization=vec, seed=4)
+        agent.learn(200, progress_bar=False)
+        params = torch.cat([p.flatten() for p in agent.nets.parameters()])
+        agent.close()
+        return params
+
+    assert torch.equal(run("sync"), run("async"))

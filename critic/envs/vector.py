@@ -1,0 +1,77 @@
+"""A lean synchronous vector env with same-step autoreset.
+
+Gymnasium's ``SyncVectorEnv`` is general (any space, info merging, copying); for the spaces
+critic supports most of its per-step cost is bookkeeping. This one steps the sub-envs in a
+plain loop, writes observations into one preallocated array, passes Discrete actions as Python
+ints (a NumPy scalar makes every ``action_space.contains`` check slower), and reports a
+finished episode's true final observation in ``info["final_obs"]`` exactly like Gymnasium's
+``AutoresetMode.SAME_STEP`` (which is what ``envs/step.py`` reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+
+class LeanSyncVectorEnv(gym.vector.VectorEnv):
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
+        self.envs = [fn() for fn in env_fns]
+        self.num_envs = len(self.envs)
+        first = self.envs[0]
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        for i, e in enumerate(self.envs[1:], 1):
+            if e.observation_space != first.observation_space or e.action_space != first.action_space:
+                raise ValueError(f"sub-env {i} has different spaces from sub-env 0")
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = {**getattr(first, "metadata", {}), "autoreset_mode": AutoresetMode.SAME_STEP}
+        self.render_mode = first.render_mode
+        self.spec = first.spec
+        self._int_actions = isinstance(self.single_action_space, gym.spaces.Discrete)
+        space = self.single_observation_space
+        # Only Box observations are batched into one array (critic refuses other spaces with
+        # a clear error right after construction; until then they are kept as a list).
+        self._obs = (np.zeros((self.num_envs, *space.shape), dtype=space.dtype)
+                     if isinstance(space, gym.spaces.Box) else np.empty(self.num_envs, dtype=object))
+        self._rew = np.zeros(self.num_envs, np.float64)
+        self._term = np.zeros(self.num_envs, bool)
+        self._trunc = np.zeros(self.num_envs, bool)
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        seeds = [None] * self.num_envs if seed is None else (
+            list(seed) if not isinstance(seed, int) else [seed + i for i in range(self.num_envs)])
+        infos: dict[str, Any] = {}
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            self._obs[i], _ = env.reset(seed=s, options=options)
+        return self._obs.copy(), infos
+
+    def step(self, actions):
+        acts = actions.tolist() if self._int_actions else actions
+        infos: dict[str, Any] = {}
+        final = None
+        for i, env in enumerate(self.envs):
+            obs, r, term, trunc, _ = env.step(acts[i])
+            self._rew[i], self._term[i], self._trunc[i] = r, term, trunc
+            if term or trunc:
+                if final is None:
+                    final = np.empty(self.num_envs, dtype=object)
+                    mask = np.zeros(self.num_envs, bool)
+                final[i], mask[i] = obs, True
+                obs, _ = env.reset()
+            self._obs[i] = obs
+        if final is not None:
+            infos["final_obs"], infos["_final_obs"] = final, mask
+        return self._obs.copy(), self._rew.copy(), self._term.copy(), self._trunc.copy(), infos
+
+    def render(self):
+        return tuple(env.render() for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
