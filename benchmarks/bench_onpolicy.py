@@ -63,7 +63,7 @@ A2C_HP = dict(num_envs=8, n_steps=5, learning_rate=7e-4, rmsprop_alpha=0.99, eps
               gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
 # RL-Zoo n_timesteps for CartPole-v1 (the user's-view budget unless --view-steps is given).
 ZOO_STEPS = {"ppo": 100_000, "a2c": 500_000}
-PRESET_META_KEYS = ("algo", "env", "env_id", "total_steps", "n_timesteps", "steps", "timesteps")
+PRESET_META_KEYS = ("algo", "env", "env_id", "steps", "total_steps", "n_timesteps", "eval_every", "eval_episodes")
 
 
 def rollout_size(algo: str) -> int:
@@ -169,11 +169,15 @@ class SplitTimer:
 
 
 def load_preset(algo: str) -> tuple[Path, dict[str, Any]] | None:
+    """critic's CartPole preset as the CLI reads it (``critic train --preset cartpole``)."""
     path = REPO / "critic" / "presets" / f"{algo}_cartpole.yaml"
     if not path.exists():
         return None
-    from critic.config import load_yaml
-    return path, load_yaml(path)
+    try:
+        from critic.cli import read_preset  # validates the keys like `critic train --preset`
+    except ImportError:
+        from critic.config import load_yaml as read_preset
+    return path, read_preset(path)
 
 
 def build_critic(algo: str, mode: str, seed: int, threads: int) -> tuple[Any, dict[str, Any]]:
@@ -184,15 +188,18 @@ def build_critic(algo: str, mode: str, seed: int, threads: int) -> tuple[Any, di
         found = load_preset(algo)
         assert found is not None, "the driver only starts view runs when the preset exists"
         path, data = found
-        if isinstance(data.get("config"), dict):  # {algo:, env:, config: {...}} layout
-            data = {**{k: v for k, v in data.items() if k != "config"}, **data["config"]}
+        # Layout of critic/presets/*.yaml: {algo, env_id, steps, eval_every, eval_episodes, hparams: {...}}
+        hparams = data.get("hparams")
+        if not isinstance(hparams, dict):  # tolerate a flat file
+            hparams = {k: v for k, v in data.items() if k not in PRESET_META_KEYS}
         cls = critic.PPO if algo == "ppo" else critic.A2C
         fields = set(cls.config_cls.field_names())
-        meta = {k: data[k] for k in PRESET_META_KEYS if k in data}
-        cfg = {k: v for k, v in data.items() if k in fields}
-        dropped = sorted(k for k in data if k not in fields and k not in PRESET_META_KEYS)
-        info = {"preset": str(path.relative_to(REPO)), "preset_meta": meta, "preset_config": cfg,
-                "preset_dropped_keys": dropped}
+        meta = {k: v for k, v in data.items() if k != "hparams"}
+        cfg = dict(hparams)
+        unknown = sorted(k for k in cfg if k not in fields)
+        if unknown:
+            raise ValueError(f"{path}: hparams not in {cls.config_cls.__name__}: {unknown}")
+        info = {"preset": str(path.relative_to(REPO)), "preset_meta": meta, "preset_hparams": dict(hparams)}
         cfg.update(seed=seed, torch_threads=threads, device="cpu")
         return cls(ENV_ID, **cfg), info
     common = dict(seed=seed, torch_threads=threads, device="cpu", hidden_sizes=(64, 64), activation="tanh",
@@ -268,21 +275,16 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         model, info = build_sb3(algo, mode, seed)
         act = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
     setup_s = time.perf_counter() - t_setup
-    if mode == "view" and lib == "critic":
-        meta = info.get("preset_meta", {})
-        for k in ("total_steps", "n_timesteps", "steps", "timesteps"):
-            if k in meta and not spec.get("steps_forced"):
-                steps = int(float(meta[k]))
-                break
 
     split = SplitTimer()
     if mode == "throughput":  # time collection and update separately (one perf_counter per call)
-        if lib == "critic":
-            model._collect_rollout = split.wrap(model._collect_rollout, "collect")
-            model._update = split.wrap(model._update, "update")
+        # critic has no public timing hook: wrap its private per-iteration methods when present.
+        names = ("_collect_rollout", "_update") if lib == "critic" else ("collect_rollouts", "train")
+        if all(callable(getattr(model, n, None)) for n in names):
+            setattr(model, names[0], split.wrap(getattr(model, names[0]), "collect"))
+            setattr(model, names[1], split.wrap(getattr(model, names[1]), "update"))
         else:
-            model.collect_rollouts = split.wrap(model.collect_rollouts, "collect")
-            model.train = split.wrap(model.train, "update")
+            split = None
 
     clock = EvalClock(act, seed, spec.get("eval_every", 0) if mode != "throughput" else 0, steps)
     callback = None
@@ -337,9 +339,12 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         grads = iters * grad_steps_per_iteration(lib, algo)
         out.update(iterations=iters, grad_updates=grads, grad_updates_per_second=round(grads / train_s, 1))
     if mode == "throughput":
-        out.update(collect_seconds=round(split.collect, 3), update_seconds=round(split.update, 3),
-                   other_seconds=round(train_s - split.collect - split.update, 3),
-                   ms_per_grad_update=round(1000 * split.update / out["grad_updates"], 3))
+        if split is None:
+            out.update(collect_seconds=None, update_seconds=None, other_seconds=None, ms_per_grad_update=None)
+        else:
+            out.update(collect_seconds=round(split.collect, 3), update_seconds=round(split.update, 3),
+                       other_seconds=round(train_s - split.collect - split.update, 3),
+                       ms_per_grad_update=round(1000 * split.update / out["grad_updates"], 3))
     return out
 
 
@@ -436,6 +441,15 @@ def summarize_throughput(results, algo) -> dict[str, Any] | None:
     return s
 
 
+def median_unsolved_last(xs):
+    """Median where an unsolved run (None) counts as slower than any solved one; None if the
+    median itself is unsolved."""
+    if not xs:
+        return None
+    m = statistics.median([math.inf if x is None else x for x in xs])
+    return None if math.isinf(m) else m
+
+
 def summarize_solve(results, algo, mode) -> dict[str, Any] | None:
     pairs = pair_rows(results, algo, mode)
     if not pairs:
@@ -447,9 +461,10 @@ def summarize_solve(results, algo, mode) -> dict[str, Any] | None:
         first = [r["solved_at"]["train_seconds"] if r["solved_at"] else None for r in rs]
         s[lib] = {"runs": len(rs), "stable_solved": sum(x is not None for x in stable),
                   "first_solved": sum(x is not None for x in first),
-                  "median_stable_seconds": median(stable), "median_first_seconds": median(first),
-                  "median_stable_steps": median([r["stable_solved_at"]["env_steps"] if r["stable_solved_at"]
-                                                 else None for r in rs]),
+                  "median_stable_seconds": median_unsolved_last(stable),
+                  "median_first_seconds": median_unsolved_last(first),
+                  "median_stable_steps": median_unsolved_last([r["stable_solved_at"]["env_steps"]
+                                                               if r["stable_solved_at"] else None for r in rs]),
                   "median_final_mean": median([r["final"]["mean"] for r in rs]),
                   "median_train_seconds": median([r["train_seconds"] for r in rs])}
     s["ratio_stable_seconds"] = ratio(s["critic"]["median_stable_seconds"], s["sb3"]["median_stable_seconds"])
@@ -512,7 +527,8 @@ def print_report(res: dict[str, Any], log) -> list[str]:
             if s is None:
                 continue
             log("")
-            log(f"{title}: {algo.upper()}, eval every {res['args']['eval_every']:,} steps, "
+            vs = summ.get(algo, {}).get("view_steps") if mode == "view" else res["args"]["steps"]
+            log(f"{title}: {algo.upper()}, {vs:,} steps, eval every {res['args']['eval_every']:,} steps, "
                 f"{EVAL_EPISODES} deterministic episodes, threshold {THRESHOLD:g}; seconds = train time")
             log(f"{'seed':>4} | {'critic first':>12} {'stable':>14} {'final':>6} | {'SB3 first':>10} "
                 f"{'stable':>14} {'final':>6}")
@@ -532,7 +548,8 @@ def print_report(res: dict[str, Any], log) -> list[str]:
             log(f"{'med':>4} | {fmt(c['median_first_seconds'], 1, 12)} {fmt(c['median_stable_seconds'], 1, 14)} "
                 f"{fmt(c['median_final_mean'], 0, 6)} | {fmt(r['median_first_seconds'], 1, 10)} "
                 f"{fmt(r['median_stable_seconds'], 1, 14)} {fmt(r['median_final_mean'], 0, 6)}")
-            log(f"     stable solves: critic {c['stable_solved']}/{c['runs']}, SB3 {r['stable_solved']}/{r['runs']}")
+            log(f"     stable solves: critic {c['stable_solved']}/{c['runs']}, SB3 {r['stable_solved']}/{r['runs']} "
+                "(medians count an unsolved run as slowest; '—' when the median run did not solve)")
 
     # ---- ratios (the table ends with them) and Markdown
     log("")
@@ -572,7 +589,7 @@ def print_report(res: dict[str, Any], log) -> list[str]:
             log(f"  {A} {label:<22} {fmt(c['median_stable_seconds'], 1, 8)} vs "
                 f"{fmt(r['median_stable_seconds'], 1, 8)} s ratio {fmt(s['ratio_stable_seconds'], 2)} "
                 f"(stable solves {c['stable_solved']}/{c['runs']} vs {r['stable_solved']}/{r['runs']})")
-            md_rows.append(f"| {A} {label} (median s, solved runs) | {fmt(c['median_stable_seconds'], 1)} "
+            md_rows.append(f"| {A} {label} (median train s; runs stably solved) | {fmt(c['median_stable_seconds'], 1)} "
                            f"({c['stable_solved']}/{c['runs']}) | {fmt(r['median_stable_seconds'], 1)} "
                            f"({r['stable_solved']}/{r['runs']}) | {fmt(s['ratio_stable_seconds'], 2)} |")
     md += md_rows
@@ -595,8 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
     ap.add_argument("--eval-every", type=int, default=10_000, help="evaluation interval in parts 2 and 3")
     ap.add_argument("--view-steps", type=int, default=None,
-                    help="part 3 budget for both sides (default: RL-Zoo n_timesteps, PPO 100k, A2C 500k; "
-                         "critic uses its preset's own total_steps when the preset names one)")
+                    help="part 3 budget for both sides (default: the critic preset's `steps`, else RL-Zoo "
+                         "n_timesteps: PPO 100k, A2C 500k)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 10k steps, first seed, 1 pair, eval every 2.5k")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "bench_onpolicy.json"),
@@ -649,9 +666,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "(critic has no CartPole preset to compare)")
                 log(f"  [3] {algo}: {summ['view_note']}")
             else:
-                steps = args.view_steps or ZOO_STEPS[algo]
+                steps = args.view_steps or _preset_steps(preset) or ZOO_STEPS[algo]
+                summ["view_steps"] = steps
                 for i, seed in enumerate(args.seeds):
-                    run_pair(algo, "view", seed, i, steps, {"steps_forced": args.view_steps is not None})
+                    run_pair(algo, "view", seed, i, steps)
                 summ["view"] = summarize_solve(res["runs"], algo, "view")
         res["summary"] = {k: v for k, v in res["summary"].items()}
         _write(args.out, res)  # partial results survive an interrupted run
@@ -662,6 +680,18 @@ def main(argv: list[str] | None = None) -> int:
     log("")
     log(f"results written to {args.out}")
     return 0 if not any("error" in r for r in res["runs"]) else 1
+
+
+def _preset_steps(path: Path) -> int | None:
+    """The preset's own budget (``steps:``); both sides of part 3 train that long, so the stable
+    solve is judged over the same horizon (RL-Zoo's A2C schedule is constant, so a shorter run
+    is the same trajectory cut earlier; its PPO budget is 100k, the same as the preset's)."""
+    try:
+        import yaml
+        data = yaml.safe_load(path.read_text()) or {}
+        return int(float(data["steps"])) if "steps" in data else None
+    except Exception:
+        return None
 
 
 def _write(path: str, res: dict[str, Any]) -> None:
