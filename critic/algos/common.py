@@ -28,9 +28,16 @@ def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps
 
 
 def clip_and_step(opt: torch.optim.Optimizer, max_grad_norm: float | None) -> None:
-    """Clip the global gradient norm of the optimizer's parameters (no host sync), then step."""
+    """Clip the global gradient norm of the optimizer's parameters, then step.
+
+    The same arithmetic as ``torch.nn.utils.clip_grad_norm_`` (norm of the per-tensor norms,
+    scale by ``min(1, max_norm / (norm + 1e-6))``) in five foreach/tensor ops and no host
+    sync, skipping its per-call grouping of tensors by device and dtype (all of an agent's
+    parameters share both).
+    """
     if max_grad_norm is not None:
-        params = opt.param_groups[0]["params"] if len(opt.param_groups) == 1 else [
-            p for g in opt.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if grads:
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, (max_grad_norm / (total + 1e-6)).clamp_(max=1.0))
     opt.step()

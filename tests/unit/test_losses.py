@@ -219,3 +219,20 @@ def test_actor_and_critic_parameter_sets_are_disjoint_when_separate():
     critic = {id(p) for p in net.side_tensors("critic")}
     assert actor and critic and not (actor & critic)
     assert actor | critic == {id(p) for p in net.parameters()}
+
+
+def test_clip_and_step_matches_torch_clip_grad_norm():
+    from critic.algos.common import clip_and_step
+
+    torch.manual_seed(0)
+    for max_norm in (0.05, 1e3):  # clipped, and left alone
+        a = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+        b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+        for p, q in zip(a, b):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        clip_and_step(torch.optim.SGD(a, lr=1.0), max_norm)
+        torch.nn.utils.clip_grad_norm_(b, max_norm)
+        torch.optim.SGD(b, lr=1.0).step()
+        for p, q in zip(a, b):
+            assert torch.allclose(p, q, atol=1e-6)
