@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, clip_and_step, make_optimizer
+from critic.algos.common import apply_lr_schedule, make_optimizer
 from critic.config import OnPolicyConfig, check
+from critic.optim import backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
 from critic.modules.policies import ActorCriticNet
 from critic.returns import gae
@@ -66,9 +67,7 @@ def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[st
         ent_loss, m = entropy_loss(dist.entropy())
         loss = loss + cfg.ent_coef * ent_loss
         metrics.update(m)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    clip_and_step(opt, cfg.max_grad_norm)
+    backward_step(opt, loss, cfg.max_grad_norm)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
     return metrics
 
@@ -111,7 +110,7 @@ class PPO(Agent):
         cfg = self.cfg
         self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
                                    cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
-        self.optims = {"main": make_optimizer(self.nets.parameters(), cfg)}
+        self.optims = {"main": make_optimizer(self.nets, cfg)}
 
     def _update(self) -> dict[str, torch.Tensor]:
         opt = self.optims["main"]

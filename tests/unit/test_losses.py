@@ -221,18 +221,25 @@ def test_actor_and_critic_parameter_sets_are_disjoint_when_separate():
     assert actor | critic == {id(p) for p in net.parameters()}
 
 
-def test_clip_and_step_matches_torch_clip_grad_norm():
-    from critic.algos.common import clip_and_step
+def test_backward_step_on_flat_parameters_matches_torch():
+    """Flattened parameters + our clipping == per-tensor parameters + torch's clip_grad_norm_."""
+    from critic.optim import backward_step, flatten_
 
-    torch.manual_seed(0)
-    for max_norm in (0.05, 1e3):  # clipped, and left alone
-        a = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
-        b = [torch.nn.Parameter(p.detach().clone()) for p in a]
-        for p, q in zip(a, b):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        clip_and_step(torch.optim.SGD(a, lr=1.0), max_norm)
-        torch.nn.utils.clip_grad_norm_(b, max_norm)
-        torch.optim.SGD(b, lr=1.0).step()
-        for p, q in zip(a, b):
+    for max_norm in (0.05, 1e3, None):  # clipped, left alone, no clipping
+        torch.manual_seed(0)
+        net_a = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        net_b = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        net_b.load_state_dict(net_a.state_dict())
+        opt_a = torch.optim.Adam([flatten_(net_a.parameters())], lr=0.1)
+        opt_b = torch.optim.Adam(net_b.parameters(), lr=0.1)
+        for _ in range(3):
+            x = torch.randn(5, 3)
+            backward_step(opt_a, net_a(x).square().sum(), max_norm)
+            opt_b.zero_grad()
+            net_b(x).square().sum().backward()
+            if max_norm is not None:
+                torch.nn.utils.clip_grad_norm_(net_b.parameters(), max_norm)
+            opt_b.step()
+        for p, q in zip(net_a.parameters(), net_b.parameters()):
             assert torch.allclose(p, q, atol=1e-6)
+        assert not torch.equal(net_a[0].weight, torch.zeros_like(net_a[0].weight))
