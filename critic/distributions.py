@@ -34,7 +34,8 @@ class Categorical:
         return self.logits.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
 
     def entropy(self) -> torch.Tensor:
-        return -(self.logits.exp() * self.logits).sum(-1)
+        # masked actions (-inf logits) contribute 0 * log 0 = 0, not NaN
+        return -(self.logits.exp() * self.logits.clamp(min=torch.finfo(self.logits.dtype).min)).sum(-1)
 
     def mode(self) -> torch.Tensor:
         return self.logits.argmax(-1)

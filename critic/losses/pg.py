@@ -46,7 +46,8 @@ def cross_entropy_loss(dist, target: Tensor) -> tuple[Tensor, Metrics]:
     """-sum_a p_b(a|s) log pi(a|s): ``target`` is a batch of actions (one-hot p_b) or, for a
     categorical policy, a ``[B, n]`` matrix of behaviour probabilities."""
     if target.is_floating_point() and hasattr(dist, "logits") and target.shape == dist.logits.shape:
-        return -(target.detach() * dist.logits).sum(-1).mean(), {}
+        logp = dist.logits.clamp(min=torch.finfo(dist.logits.dtype).min)  # 0 * -inf -> 0
+        return -(target.detach() * logp).sum(-1).mean(), {}
     return -dist.log_prob(target).mean(), {}
 
 

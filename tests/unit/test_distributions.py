@@ -173,3 +173,15 @@ def test_make_dist_and_param_dim():
     assert isinstance(make_dist(gym.spaces.Box(-1, 1, (3,)), torch.zeros(2, 3), torch.zeros(3)), DiagGaussian)
     with pytest.raises(TypeError):
         param_dim(gym.spaces.Tuple((gym.spaces.Discrete(2),)))
+
+
+def test_categorical_with_masked_action_has_finite_entropy_and_cross_entropy():
+    from critic.distributions import Categorical
+    from critic.losses import cross_entropy_loss
+
+    logits = torch.tensor([[0.0, 1.0, float("-inf")]])
+    d = Categorical(logits)
+    ref = torch.distributions.Categorical(logits=logits).entropy()
+    assert torch.allclose(d.entropy(), ref)
+    loss, _ = cross_entropy_loss(d, torch.tensor([[0.5, 0.5, 0.0]]))
+    assert torch.isfinite(loss)
