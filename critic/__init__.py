@@ -5,9 +5,10 @@ __version__ = "0.1.0"
 from critic.agent import Agent, NonFiniteError, load  # noqa: E402
 from critic.algos.a2c import A2C, A2CConfig  # noqa: E402
 from critic.algos.ppo import PPO, PPOConfig  # noqa: E402
+from critic.algos.sac import SAC, SACConfig  # noqa: E402
 from critic.checkpoint import CheckpointError  # noqa: E402
 from critic.config import ConfigError  # noqa: E402
 from critic.envs.make import EnvError  # noqa: E402
 
 __all__ = ["A2C", "A2CConfig", "Agent", "CheckpointError", "ConfigError", "EnvError", "NonFiniteError",
-           "PPO", "PPOConfig", "__version__", "load"]
+           "PPO", "PPOConfig", "SAC", "SACConfig", "__version__", "load"]

@@ -302,7 +302,46 @@ class Agent:
             metrics = self._update()
             self.updates += 1
             return metrics
-        raise NotImplementedError(self.storage)
+        return self._replay_step()
+
+    # ------------------------------------------------------------------ off-policy collection
+    def _replay_step(self) -> dict[str, torch.Tensor]:
+        """One vector env step into replay, then ``gradient_steps`` updates every ``train_freq``."""
+        cfg, stepper, dev = self.cfg, self.stepper, self.device
+        assert stepper is not None and self._obs is not None
+        obs = self._obs
+        if self.env_steps < cfg.learning_starts:
+            a_env = self.venv.action_space.sample()
+            a_pol = self._policy_action_of(a_env)
+        else:
+            with torch.inference_mode():
+                a_pol = self._explore(torch.as_tensor(obs, device=dev)).cpu().numpy()
+            a_env = self._env_action(a_pol)
+        step = stepper.step(a_env)
+        self.env_steps += stepper.num_envs
+        reward = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
+        self.replay.add(obs, a_pol, reward, self._norm_obs(step.next_obs), step.terminated, step.truncated)
+        if step.episode_returns:
+            self._record_episodes(step.episode_returns)
+        self._on_episode_end(step.done)
+        self._obs = self._norm_obs(step.obs, update=True)
+        metrics: dict[str, torch.Tensor] = {}
+        if self.env_steps > cfg.learning_starts and (self.env_steps // stepper.num_envs) % cfg.train_freq == 0:
+            for _ in range(cfg.gradient_steps):
+                metrics = self._update()
+                self.updates += 1
+        return metrics
+
+    def _explore(self, obs: torch.Tensor) -> torch.Tensor:
+        """Exploration actions in the policy's own space (off-policy algorithms)."""
+        raise NotImplementedError
+
+    def _policy_action_of(self, a_env: np.ndarray) -> np.ndarray:
+        """An env action expressed in the policy's own space (warm-up actions go to replay so)."""
+        return a_env
+
+    def _on_episode_end(self, done: np.ndarray) -> None:
+        pass
 
     def _take_finished_returns(self) -> list[float]:
         out, self._finished = self._finished, []

@@ -321,3 +321,43 @@ class OnPolicyConfig(Config):
         check(0 < self.rmsprop_alpha < 1, "rmsprop_alpha", self.rmsprop_alpha, "a number in (0, 1)")
         check_choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         check_choice("value_loss", self.value_loss, ("mse", "huber"))
+
+
+@dataclass(kw_only=True)
+class OffPolicyConfig(Config):
+    """Fields shared by the replay-based actor-critics (DDPG, TD3, SAC)."""
+
+    learning_rate: float = 3e-4
+    """Optimizer learning rate (actor, critics and entropy coefficient)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and critic MLPs."""
+    activation: str = "relu"
+    """Hidden activation: 'tanh', 'relu', 'elu' or 'gelu'."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    learning_starts: int = 100
+    """Env steps of uniform random actions before learning starts."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    train_freq: int = 1
+    """Vector env steps between rounds of gradient steps."""
+    gradient_steps: int = 1
+    """Gradient steps per round (the update-to-data ratio with train_freq and num_envs)."""
+    bootstrap_n: int = 1
+    """n-step return horizon of the critic targets."""
+    log_every: int = 1000
+    """Write a metrics row (and refresh the progress bar) every this many env steps."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.buffer_size >= self.num_envs, "buffer_size", self.buffer_size, f"an integer >= num_envs ({self.num_envs})")
+        check(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an integer >= 0")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        check(self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
+              f"at most buffer_size = {self.buffer_size}")
+        check(0.0 < self.tau <= 1.0, "tau", self.tau, "a number in (0, 1]")
+        check(self.train_freq >= 1, "train_freq", self.train_freq, "an integer >= 1")
+        check(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, "an integer >= 0")
+        check(self.bootstrap_n >= 1, "bootstrap_n", self.bootstrap_n, "an integer >= 1")

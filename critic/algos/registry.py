@@ -10,6 +10,7 @@ from critic.config import ConfigError
 ALGOS = {
     "a2c": ("critic.algos.a2c", "A2C"),
     "ppo": ("critic.algos.ppo", "PPO"),
+    "sac": ("critic.algos.sac", "SAC"),
 }
 
 

@@ -35,9 +35,10 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
         return gym.spaces.MultiDiscrete(np.array(d["nvec"]))
     if d["type"] == "Box":
         dtype = np.dtype(d["dtype"])
-        low = np.array(_num(d["low"]), dtype=np.float64)
-        high = np.array(_num(d["high"]), dtype=np.float64)
-        return gym.spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=tuple(d["shape"]), dtype=dtype)
+        shape = tuple(d["shape"])
+        low = np.broadcast_to(np.array(_num(d["low"]), dtype=np.float64), shape)
+        high = np.broadcast_to(np.array(_num(d["high"]), dtype=np.float64), shape)
+        return gym.spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=shape, dtype=dtype)
     raise ValueError(f"unknown space type {d.get('type')!r}")
 
 

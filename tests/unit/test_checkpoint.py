@@ -7,6 +7,7 @@ import os
 import pickle
 import struct
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -276,3 +277,18 @@ def test_load_with_matching_env_id(trained):
     loaded = critic.load(path, env="CartPole-v1")
     assert loaded.env_steps == 32
     loaded.close()
+
+
+@pytest.mark.parametrize("space", [
+    gym.spaces.Box(-2.0, 2.0, (1,), np.float32),
+    gym.spaces.Box(np.array([0.0, -5.0], np.float32), np.array([10.0, 5.0], np.float32)),
+    gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+    gym.spaces.Box(0, 255, (1, 8, 8), np.uint8),
+    gym.spaces.Discrete(5),
+    gym.spaces.MultiDiscrete([2, 3]),
+])
+def test_space_json_round_trip(space):
+    import json
+
+    from critic.envs.spaces import space_from_dict, space_to_dict
+    assert space_from_dict(json.loads(json.dumps(space_to_dict(space)))) == space
