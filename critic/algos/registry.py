@@ -11,6 +11,7 @@ ALGOS = {
     "a2c": ("critic.algos.a2c", "A2C"),
     "ppo": ("critic.algos.ppo", "PPO"),
     "sac": ("critic.algos.sac", "SAC"),
+    "td3": ("critic.algos.td3", "TD3"),
 }
 
 
