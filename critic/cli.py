@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DependencyNotInstalled as e:
         print(f"critic: error: a missing optional dependency: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
