@@ -23,11 +23,13 @@ import torch
 from torch import nn
 
 from critic import checkpoint as ckpt
+from critic.buffers.replay import ReplayBuffer
 from critic.buffers.rollout import RolloutBuffer
 from critic.config import Config, ConfigError
 from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.envs.step import EnvStepper
+from critic.modules.actions import BoxScaler
 from critic.logger import Clock, Progress, RunLogger, solved_points, to_float, write_json
 from critic.nn import is_image_space
 from critic.normalize import ObsNormalizer, RewardNormalizer
@@ -120,6 +122,11 @@ class Agent:
         self._build()
         if self.storage == "rollout":
             self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
+        else:  # replay: policies act in [-1, 1] on Box spaces; replay stores that range
+            self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_space, act_space, cfg.gamma,
+                                       cfg.bootstrap_n, self.device)
+            self._sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+            self.scaler = BoxScaler(act_space) if isinstance(act_space, gym.spaces.Box) else None
 
     # ------------------------------------------------------------------ algorithm hooks
     def _build(self) -> None:
@@ -139,8 +146,11 @@ class Agent:
         return self.nets.act(obs, deterministic)[0]
 
     def _env_action(self, a: np.ndarray) -> np.ndarray:
-        """Policy action -> what the env receives (Gaussian actions clipped to the Box)."""
+        """Policy action -> what the env receives: on-policy Gaussian actions clipped to the
+        Box, off-policy [-1, 1] actions rescaled to it."""
         if isinstance(self.act_space, gym.spaces.Box):
+            if self.storage == "replay":
+                return self.scaler.scale(a)
             return np.clip(a, self.act_space.low, self.act_space.high)
         return a
 
@@ -338,7 +348,11 @@ class Agent:
 
     def _policy_action_of(self, a_env: np.ndarray) -> np.ndarray:
         """An env action expressed in the policy's own space (warm-up actions go to replay so)."""
-        return a_env
+        return self.scaler.unscale(a_env) if self.scaler is not None else a_env
+
+    def _sample(self) -> dict[str, torch.Tensor]:
+        """A replay batch of ``batch_size`` from the agent's own (checkpointed) generator."""
+        return self.replay.sample(self.cfg.batch_size, self._sample_gen)
 
     def _on_episode_end(self, done: np.ndarray) -> None:
         pass
@@ -472,6 +486,11 @@ class Agent:
         tensors.update(rng_tensors)
         extra_t, extra_m = self._extra_state()
         tensors.update(extra_t)
+        if self.storage == "replay":
+            replay_t, replay_m = self.replay.state_dict()
+            tensors.update(replay_t)
+            tensors["replay/sample_generator"] = self._sample_gen.get_state()
+            extra_m = {**extra_m, "replay": replay_m}
         from critic import __version__
         meta = {
             "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
@@ -506,7 +525,11 @@ class Agent:
             self.env_steps, self.updates, self.episodes, self.resets = (
                 int(c["env_steps"]), int(c["updates"]), int(c["episodes"]), int(c.get("resets", 0)))
             self._run = meta.get("run", self._run)
-            self._load_extra_state(tensors, meta.get("extra", {}))
+            extra = meta.get("extra", {})
+            if self.storage == "replay":
+                self.replay.load_state_dict(tensors, extra["replay"])
+                self._sample_gen.set_state(tensors["replay/sample_generator"])
+            self._load_extra_state(tensors, extra)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{path}: checkpoint does not match this {self.algo} agent "
                                        f"({type(e).__name__}: {str(e).splitlines()[0]})") from None

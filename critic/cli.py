@@ -63,7 +63,6 @@ def read_preset(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import critic
     from critic.algos.registry import get_algo
 
     if args.resume:

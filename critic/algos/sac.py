@@ -18,16 +18,12 @@ import math
 from dataclasses import dataclass
 
 import gymnasium as gym
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critic.agent import Agent
-from critic.buffers.replay import ReplayBuffer
 from critic.config import OffPolicyConfig, check
 from critic.distributions import TanhGaussian
-from critic.modules.actions import BoxScaler
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
 from critic.nn import flat_dim, mlp
@@ -109,7 +105,6 @@ class SAC(Agent):
     def _build(self) -> None:
         cfg = self.cfg
         obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
-        self.scaler = BoxScaler(self.act_space)
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else -act_dim)
         self.nets = SACNets(obs_dim, act_dim, cfg).to(self.device)
         lr = cfg.learning_rate
@@ -119,13 +114,9 @@ class SAC(Agent):
             "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=lr, fused=True),
             "alpha": torch.optim.Adam([self.nets.log_alpha], lr=lr),
         }
-        self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
-                                   cfg.bootstrap_n, self.device)
-        self._gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
 
     def _update(self) -> dict[str, Tensor]:
-        batch = self.replay.sample(self.cfg.batch_size, self._gen)
-        return update(self.nets, self.optims, batch, self.cfg, self.target_entropy)
+        return update(self.nets, self.optims, self._sample(), self.cfg, self.target_entropy)
 
     def _explore(self, obs: Tensor) -> Tensor:
         return self.nets.dist(obs).sample()
@@ -133,20 +124,3 @@ class SAC(Agent):
     def _policy(self, obs: Tensor, deterministic: bool) -> Tensor:
         d = self.nets.dist(obs)
         return d.mode() if deterministic else d.sample()
-
-    def _env_action(self, a: np.ndarray) -> np.ndarray:
-        return self.scaler.scale(a)
-
-    def _policy_action_of(self, a_env: np.ndarray) -> np.ndarray:
-        return self.scaler.unscale(a_env)
-
-    def _extra_state(self):
-        tensors, meta = self.replay.state_dict()
-        tensors["sample_generator"] = self._gen.get_state()
-        return tensors, {"replay": meta}
-
-    def _load_extra_state(self, tensors, meta) -> None:
-        if "replay" in meta:
-            self.replay.load_state_dict(tensors, meta["replay"])
-        if "sample_generator" in tensors:
-            self._gen.set_state(tensors["sample_generator"])

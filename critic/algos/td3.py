@@ -20,9 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
-from critic.buffers.replay import ReplayBuffer
 from critic.config import OffPolicyConfig, check, check_choice
-from critic.modules.actions import BoxScaler, GaussianNoise, OUNoise
+from critic.modules.actions import GaussianNoise, OUNoise
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
 from critic.nn import flat_dim, init_uniform, mlp
@@ -106,22 +105,17 @@ class TD3(Agent):
     def _build(self) -> None:
         cfg = self.cfg
         obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
-        self.scaler = BoxScaler(self.act_space)
         self.nets = TD3Nets(obs_dim, act_dim, cfg).to(self.device)
         self.optims = {
             "actor": torch.optim.Adam([flatten_(self.nets.actor.parameters())], lr=cfg.learning_rate, fused=True),
             "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=cfg.learning_rate, fused=True),
         }
-        self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
-                                   cfg.bootstrap_n, self.device)
-        self._gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         shape = (cfg.num_envs, act_dim)
         self.noise = (OUNoise(shape, cfg.action_noise, self.np_rng) if cfg.noise_type == "ou"
                       else GaussianNoise(shape, cfg.action_noise, self.np_rng))
 
     def _update(self) -> dict[str, Tensor]:
-        batch = self.replay.sample(self.cfg.batch_size, self._gen)
-        return update(self.nets, self.optims, batch, self.cfg, self.updates + 1)
+        return update(self.nets, self.optims, self._sample(), self.cfg, self.updates + 1)
 
     def _explore(self, obs: Tensor) -> Tensor:
         a = self.nets.mu(obs)
@@ -138,23 +132,11 @@ class TD3(Agent):
         if done.any():
             self.noise.reset(done)
 
-    def _env_action(self, a: np.ndarray) -> np.ndarray:
-        return self.scaler.scale(a)
-
-    def _policy_action_of(self, a_env: np.ndarray) -> np.ndarray:
-        return self.scaler.unscale(a_env)
-
     def _extra_state(self):
-        tensors, meta = self.replay.state_dict()
-        tensors["sample_generator"] = self._gen.get_state()
         if isinstance(self.noise, OUNoise):
-            tensors["ou_state"] = torch.from_numpy(self.noise.x.copy())
-        return tensors, {"replay": meta}
+            return {"ou_state": torch.from_numpy(self.noise.x.copy())}, {}
+        return {}, {}
 
     def _load_extra_state(self, tensors, meta) -> None:
-        if "replay" in meta:
-            self.replay.load_state_dict(tensors, meta["replay"])
-        if "sample_generator" in tensors:
-            self._gen.set_state(tensors["sample_generator"])
         if "ou_state" in tensors and isinstance(self.noise, OUNoise):
             self.noise.x = tensors["ou_state"].numpy().copy()

@@ -5,7 +5,6 @@ the same assertion, so the test provably catches the bug it is about.
 """
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 """SAC (continuous): the agent face, action bounds, gradient isolation, targets, save/load."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
