@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from critic.agent import Agent, NonFiniteError, load  # noqa: E402
 from critic.algos.a2c import A2C, A2CConfig  # noqa: E402
+from critic.algos.ddpg import DDPG, DDPGConfig  # noqa: E402
 from critic.algos.ppo import PPO, PPOConfig  # noqa: E402
 from critic.algos.sac import SAC, SACConfig  # noqa: E402
 from critic.algos.td3 import TD3, TD3Config  # noqa: E402
@@ -11,5 +12,5 @@ from critic.checkpoint import CheckpointError  # noqa: E402
 from critic.config import ConfigError  # noqa: E402
 from critic.envs.make import EnvError  # noqa: E402
 
-__all__ = ["A2C", "A2CConfig", "Agent", "CheckpointError", "ConfigError", "EnvError", "NonFiniteError",
+__all__ = ["A2C", "A2CConfig", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig", "EnvError", "NonFiniteError",
            "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "__version__", "load"]

@@ -157,7 +157,8 @@ class Config:
     device: str = "cpu"
     """Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)."""
     torch_threads: int = 0
-    """Torch intra-op threads; 0 chooses automatically (1 for small networks on CPU)."""
+    """Torch intra-op threads; 0 chooses automatically (on CPU: 1 for networks narrower than 256,
+    up to 4 cores for wider ones and for images)."""
     learning_rate: float = 3e-4
     """Optimizer learning rate."""
     gamma: float = 0.99

@@ -1,5 +1,6 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, arXiv:1801.01290; automatic entropy tuning from
-arXiv:1812.05905), continuous actions.
+arXiv:1812.05905) for continuous actions, and its discrete-action form (Christodoulou 2019,
+arXiv:1910.07207) in the same class.
 
 Critic targets (twin critics, clipped double-Q, per-sample discount from replay):
     y = r + discount * (min_e Q'_e(s', a') - alpha * log pi(a'|s')),   a' ~ pi(.|s')
@@ -9,6 +10,13 @@ Actor (one reparameterised sample, reused for the temperature):
 Temperature (target entropy -|A|):
     L_alpha = -E[log_alpha * (log pi(a|s) + target_entropy)]
 Targets follow the critics by Polyak averaging with rate ``tau``.
+
+Discrete actions: the critics output one value per action (type II) and every expectation
+over the policy is exact, a sum over actions weighted by pi(.|s):
+    y    = r + discount * sum_a pi(a|s') (min_e Q'_e(s', a) - alpha * log pi(a|s'))
+    L_pi = E_s sum_a pi(a|s) (alpha * log pi(a|s) - min_e Q_e(s, a))
+    L_alpha = -E_s[log_alpha * (sum_a pi(a|s) log pi(a|s) + target_entropy)]
+with target entropy ``target_entropy_ratio * log|A|`` (a fraction of the maximum entropy).
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
-from critic.config import OffPolicyConfig, check
-from critic.distributions import TanhGaussian
+from critic.config import ConfigError, OffPolicyConfig, check
+from critic.distributions import Categorical, TanhGaussian
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
 from critic.nn import flat_dim, mlp
@@ -41,7 +49,10 @@ class SACConfig(OffPolicyConfig):
     ent_coef_init: float = 1.0
     """Initial alpha when it is tuned automatically."""
     target_entropy: float | None = None
-    """Entropy target of the automatic tuning; none means -|A| (the number of action dimensions)."""
+    """Entropy target of the automatic tuning; none means -dim(A) for Box actions and
+    target_entropy_ratio * log(n) for n discrete actions."""
+    target_entropy_ratio: float = 0.7
+    """Discrete actions: default target entropy as a fraction of the maximum, log(n)."""
     n_critics: int = 2
     """Critics in the ensemble (the target takes their minimum)."""
 
@@ -49,20 +60,33 @@ class SACConfig(OffPolicyConfig):
         super().__post_init__()
         check(self.ent_coef is None or self.ent_coef >= 0, "ent_coef", self.ent_coef, "a number >= 0 or none")
         check(self.ent_coef_init > 0, "ent_coef_init", self.ent_coef_init, "a number > 0")
+        check(0 < self.target_entropy_ratio < 1, "target_entropy_ratio", self.target_entropy_ratio,
+              "a number in (0, 1)")
         check(self.n_critics >= 1, "n_critics", self.n_critics, "an integer >= 1")
 
 
 class SACNets(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig):
+    """Actor, Q ensemble and its target, log alpha. ``n_actions`` > 0 selects the discrete form
+    (softmax actor, critics with one output per action)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, n_actions: int = 0):
         super().__init__()
+        self.discrete = n_actions > 0
         self.actor_body = mlp(obs_dim, cfg.hidden_sizes, None, cfg.activation, ortho_init=False)
-        self.actor_head = nn.Linear(cfg.hidden_sizes[-1], 2 * act_dim)  # mean and log-std
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics, cfg.activation)
+        # discrete: logits; continuous: mean and log-std
+        self.actor_head = nn.Linear(cfg.hidden_sizes[-1], n_actions if self.discrete else 2 * act_dim)
+        if self.discrete:
+            self.critic = QEnsemble(obs_dim, 0, cfg.hidden_sizes, cfg.n_critics, cfg.activation, n_outputs=n_actions)
+        else:
+            self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics, cfg.activation)
         self.critic_target = freeze(copy.deepcopy(self.critic))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.ent_coef_init)))
 
-    def dist(self, obs: Tensor) -> TanhGaussian:
-        mean, log_std = self.actor_head(self.actor_body(obs.reshape(obs.shape[0], -1))).chunk(2, -1)
+    def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
+        out = self.actor_head(self.actor_body(obs.reshape(obs.shape[0], -1)))
+        if self.discrete:
+            return Categorical(out)
+        mean, log_std = out.chunk(2, -1)
         return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 
@@ -70,6 +94,8 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
            target_entropy: float) -> dict[str, Tensor]:
     obs, act, rew, next_obs, disc = (batch[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
     alpha = nets.log_alpha.exp().detach() if cfg.ent_coef is None else torch.tensor(cfg.ent_coef)
+    if nets.discrete:
+        return _update_discrete(nets, opts, obs, act, rew, next_obs, disc, alpha, cfg, target_entropy)
     with torch.no_grad():
         a2, logp2 = nets.dist(next_obs).rsample_with_log_prob()
         q_next = nets.critic_target(next_obs, a2).min(0).values - alpha * logp2
@@ -94,19 +120,58 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
     return metrics
 
 
+def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs: Tensor, act: Tensor, rew: Tensor,
+                     next_obs: Tensor, disc: Tensor, alpha: Tensor, cfg: SACConfig,
+                     target_entropy: float) -> dict[str, Tensor]:
+    with torch.no_grad():
+        d2 = nets.dist(next_obs)
+        v_next = (d2.probs * (nets.critic_target(next_obs).min(0).values - alpha * d2.logits)).sum(-1)
+        y = rew + disc * v_next
+    q_all = nets.critic(obs)  # [E, B, |A|]: one critic pass serves both losses
+    q = q_all.gather(-1, act.long().view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
+    critic_loss = 0.5 * (q - y).square().mean(1).sum()
+    backward_step(opts["critic"], critic_loss, None)
+
+    # The actor loss needs Q's values only (no gradient through Q): the values of the same
+    # pass, before this step's critic update, as in the simultaneous updates of the original.
+    q_pi = q_all.detach().min(0).values
+    d = nets.dist(obs)
+    probs, logp = d.probs, d.logits
+    actor_loss = (probs * (alpha * logp - q_pi)).sum(-1).mean()
+    backward_step(opts["actor"], actor_loss, None)
+
+    metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
+    neg_entropy = (probs * logp).sum(-1).detach()
+    metrics["train/entropy"] = -neg_entropy.mean()
+    if cfg.ent_coef is None:
+        alpha_loss = -(nets.log_alpha * (neg_entropy + target_entropy)).mean()
+        backward_step(opts["alpha"], alpha_loss, None)
+        metrics["loss/alpha"] = alpha_loss.detach()
+    polyak_update(nets.critic, nets.critic_target, cfg.tau)
+    return metrics
+
+
 class SAC(Agent):
-    """``critic.SAC(env, **hparams)``: Soft Actor-Critic for Box action spaces."""
+    """``critic.SAC(env, **hparams)``: Soft Actor-Critic for Box and Discrete action spaces."""
 
     algo = "sac"
     config_cls = SACConfig
     storage = "replay"
-    allowed_actions = (gym.spaces.Box,)
+    allowed_actions = (gym.spaces.Box, gym.spaces.Discrete)
 
     def _build(self) -> None:
         cfg = self.cfg
-        obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
-        self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else -act_dim)
-        self.nets = SACNets(obs_dim, act_dim, cfg).to(self.device)
+        obs_dim = flat_dim(self.obs_space)
+        if isinstance(self.act_space, gym.spaces.Discrete):
+            n = int(self.act_space.n)
+            if n < 2:
+                raise ConfigError(f"SAC needs at least 2 discrete actions, the action space has {n}")
+            act_dim, default_target = 0, cfg.target_entropy_ratio * math.log(n)
+        else:
+            n, act_dim = 0, flat_dim(self.act_space)
+            default_target = -act_dim
+        self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else default_target)
+        self.nets = SACNets(obs_dim, act_dim, cfg, n_actions=n).to(self.device)
         lr = cfg.learning_rate
         self.optims = {
             "actor": torch.optim.Adam([flatten_([*self.nets.actor_body.parameters(),

@@ -29,19 +29,30 @@ from critic.optim import backward_step, flatten_
 
 
 @dataclass(kw_only=True)
-class TD3Config(OffPolicyConfig):
+class DeterministicConfig(OffPolicyConfig):
+    """Shared by the deterministic-actor algorithms (DDPG, TD3)."""
+
     learning_rate: float = 1e-3
     """Optimizer learning rate (actor and critics)."""
+    action_noise: float = 0.1
+    """Std of the exploration noise (in the policy's [-1, 1] range)."""
+    noise_type: str = "gaussian"
+    """Exploration noise: 'gaussian' or 'ou' (Ornstein-Uhlenbeck, reset per episode)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.action_noise >= 0, "action_noise", self.action_noise, "a number >= 0")
+        check_choice("noise_type", self.noise_type, ("gaussian", "ou"))
+
+
+@dataclass(kw_only=True)
+class TD3Config(DeterministicConfig):
     policy_delay: int = 2
     """Critic steps per actor (and target) update."""
     target_noise: float = 0.2
     """Std of the target policy smoothing noise (in the policy's [-1, 1] range)."""
     target_noise_clip: float = 0.5
     """Clip of the target policy smoothing noise."""
-    action_noise: float = 0.1
-    """Std of the exploration noise (in the policy's [-1, 1] range)."""
-    noise_type: str = "gaussian"
-    """Exploration noise: 'gaussian' or 'ou' (Ornstein-Uhlenbeck, reset per episode)."""
     n_critics: int = 2
     """Critics in the ensemble (the target takes their minimum)."""
 
@@ -50,18 +61,18 @@ class TD3Config(OffPolicyConfig):
         check(self.policy_delay >= 1, "policy_delay", self.policy_delay, "an integer >= 1")
         check(self.target_noise >= 0, "target_noise", self.target_noise, "a number >= 0")
         check(self.target_noise_clip >= 0, "target_noise_clip", self.target_noise_clip, "a number >= 0")
-        check(self.action_noise >= 0, "action_noise", self.action_noise, "a number >= 0")
-        check_choice("noise_type", self.noise_type, ("gaussian", "ou"))
         check(self.n_critics >= 1, "n_critics", self.n_critics, "an integer >= 1")
 
 
 class TD3Nets(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, cfg: TD3Config):
+    """Deterministic tanh actor and a Q ensemble, each with its target copy (TD3 and DDPG)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: DeterministicConfig, n_critics: int):
         super().__init__()
         self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, ortho_init=False)
         init_uniform(self.actor[-1], 3e-3)  # tanh starts unsaturated (DDPG paper, seed 000)
         self.actor_target = freeze(copy.deepcopy(self.actor))
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics, cfg.activation)
+        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, n_critics, cfg.activation)
         self.critic_target = freeze(copy.deepcopy(self.critic))
 
     def mu(self, obs: Tensor, target: bool = False) -> Tensor:
@@ -94,8 +105,7 @@ def update(nets: TD3Nets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
 
 
 class TD3(Agent):
-    """``critic.TD3(env, **hparams)``: TD3 for Box action spaces (``n_critics=1,
-    policy_delay=1, target_noise=0`` is DDPG with a target actor)."""
+    """``critic.TD3(env, **hparams)``: TD3 for Box action spaces."""
 
     algo = "td3"
     config_cls = TD3Config
@@ -105,7 +115,7 @@ class TD3(Agent):
     def _build(self) -> None:
         cfg = self.cfg
         obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
-        self.nets = TD3Nets(obs_dim, act_dim, cfg).to(self.device)
+        self.nets = TD3Nets(obs_dim, act_dim, cfg, self._n_critics()).to(self.device)
         self.optims = {
             "actor": torch.optim.Adam([flatten_(self.nets.actor.parameters())], lr=cfg.learning_rate, fused=True),
             "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=cfg.learning_rate, fused=True),
@@ -113,6 +123,9 @@ class TD3(Agent):
         shape = (cfg.num_envs, act_dim)
         self.noise = (OUNoise(shape, cfg.action_noise, self.np_rng) if cfg.noise_type == "ou"
                       else GaussianNoise(shape, cfg.action_noise, self.np_rng))
+
+    def _n_critics(self) -> int:
+        return self.cfg.n_critics
 
     def _update(self) -> dict[str, Tensor]:
         return update(self.nets, self.optims, self._sample(), self.cfg, self.updates + 1)

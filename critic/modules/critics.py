@@ -1,7 +1,11 @@
 """Q-function ensembles for the off-policy actor-critics (DDPG: E=1, TD3/SAC: E=2).
 
 The E critics are one stacked network: each layer is a ``[E, in, out]`` batched matmul, so
-twin critics cost one forward and one backward pass, not two Python calls. Output ``[E, B]``.
+twin critics cost one forward and one backward pass, not two Python calls.
+
+Two kinds (keras-gym's names): type I takes ``(s, a)`` and returns ``[E, B]`` (continuous
+actions); type II (``act_dim=0, n_outputs=|A|``) takes ``s`` and returns ``[E, B, |A|]``,
+one value per discrete action (discrete SAC).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from critic.nn import ACTIVATION_FNS
 
 class QEnsemble(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n_critics: int = 2,
-                 activation: str = "relu", last_layer_bound: float | None = None):
+                 activation: str = "relu", last_layer_bound: float | None = None, n_outputs: int = 1):
         super().__init__()
         self.E = n_critics
         self.act = ACTIVATION_FNS[activation]
-        dims = [obs_dim + act_dim, *hidden, 1]
+        self.n_outputs = n_outputs
+        dims = [obs_dim + act_dim, *hidden, n_outputs]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -37,23 +42,32 @@ class QEnsemble(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(bias))
 
-    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
-        """Q-values ``[E, B]`` of every member for the same ``[B, obs]`` and ``[B, act]``."""
-        x = torch.cat([obs.reshape(obs.shape[0], -1), act], -1)
+    @staticmethod
+    def _input(obs: Tensor, act: Tensor | None) -> Tensor:
+        x = obs.reshape(obs.shape[0], -1)
+        return x if act is None else torch.cat([x, act], -1)
+
+    def _out(self, h: Tensor) -> Tensor:
+        return h.squeeze(-1) if self.n_outputs == 1 else h
+
+    def forward(self, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        """Q-values of every member for the same batch: ``[E, B]`` for ``(s, a)``, or
+        ``[E, B, |A|]`` for ``s`` alone (type II)."""
+        x = self._input(obs, act)
         h = x.unsqueeze(0).expand(self.E, *x.shape)
         n = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < n - 1:
                 h = self.act(h)
-        return h.squeeze(-1)
+        return self._out(h)
 
-    def member(self, e: int, obs: Tensor, act: Tensor) -> Tensor:
-        """Q of member ``e`` alone, ``[B]`` (e.g. TD3's actor loss uses Q1)."""
-        h = torch.cat([obs.reshape(obs.shape[0], -1), act], -1)
+    def member(self, e: int, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        """Q of member ``e`` alone, ``[B]`` or ``[B, |A|]`` (e.g. TD3's actor loss uses Q1)."""
+        h = self._input(obs, act)
         n = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.addmm(b[e], h, w[e])
             if i < n - 1:
                 h = self.act(h)
-        return h.squeeze(-1)
+        return self._out(h)

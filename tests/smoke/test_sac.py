@@ -1,4 +1,4 @@
-"""SAC (continuous): the agent face, action bounds, gradient isolation, targets, save/load."""
+"""SAC (continuous and discrete): the agent face, action bounds, gradient isolation, targets, save/load."""
 
 import numpy as np
 import pytest
@@ -89,8 +89,76 @@ def test_determinism():
     assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))
 
 
-def test_discrete_action_space_refused_for_now():
-    with pytest.raises(critic.EnvError, match="this algorithm supports: Box"):
-        critic.SAC("CartPole-v1")
+def test_bad_spaces_and_values_refused():
+    with pytest.raises(critic.EnvError, match="this algorithm supports: Box, Discrete"):
+        critic.SAC(lambda: _multidiscrete_env())
     with pytest.raises(critic.ConfigError, match="'tau'"):
         critic.SAC("Pendulum-v1", tau=0.0)
+    with pytest.raises(critic.ConfigError, match="'target_entropy_ratio'"):
+        critic.SAC("CartPole-v1", target_entropy_ratio=1.5)
+
+
+def _multidiscrete_env():
+    import gymnasium as gym
+
+    from critic.envs.fake import IdentityEnv
+    env = IdentityEnv(3)
+    env.action_space = gym.spaces.MultiDiscrete([2, 2])
+    return env
+
+
+def discrete(**kw):
+    return critic.SAC("CartPole-v1", hidden_sizes=(32, 32), learning_starts=50, batch_size=32, **kw)
+
+
+def test_discrete_learn_predict_and_shapes():
+    agent = discrete()
+    agent.learn(120, progress_bar=False)
+    assert agent.updates == 70
+    assert agent.replay.actions.dtype == torch.long and set(agent.replay.actions[:120, 0].tolist()) <= {0, 1}
+    q = agent.nets.critic(agent.replay.sample(8)["obs"])
+    assert q.shape == (2, 8, 2)
+    a = agent.predict(np.zeros(4, np.float32), deterministic=True)
+    assert a.shape == () and int(a) in (0, 1)
+    assert abs(agent.target_entropy - 0.7 * np.log(2)) < 1e-9
+
+
+def test_discrete_update_matches_brute_force():
+    """Critic target, actor loss and alpha loss of discrete SAC against a per-sample loop."""
+    agent = discrete()
+    agent.learn(60, progress_bar=False)
+    nets, cfg = agent.nets, agent.cfg
+    b = agent.replay.sample(8)
+    b["discount"][:3] = 0.0  # some terminal samples
+    with torch.no_grad():
+        alpha = nets.log_alpha.exp()
+        exp_critic, exp_actor, neg_ent = 0.0, 0.0, 0.0
+        for i in range(8):
+            s, s2 = b["obs"][i:i + 1], b["next_obs"][i:i + 1]
+            p2 = torch.softmax(nets.actor_head(nets.actor_body(s2)), -1)[0]
+            qt = torch.minimum(*[nets.critic_target.member(e, s2)[0] for e in range(2)])
+            v = sum(p2[a] * (qt[a] - alpha * torch.log(p2[a])) for a in range(2))
+            y = b["rewards"][i] + b["discount"][i] * v
+            for e in range(2):
+                exp_critic += 0.5 * (nets.critic.member(e, s)[0, b["actions"][i]] - y) ** 2 / 8
+            p = torch.softmax(nets.actor_head(nets.actor_body(s)), -1)[0]
+            q = torch.minimum(*[nets.critic.member(e, s)[0] for e in range(2)])
+            exp_actor += sum(p[a] * (alpha * torch.log(p[a]) - q[a]) for a in range(2)) / 8
+            neg_ent += sum(p[a] * torch.log(p[a]) for a in range(2)) / 8
+    m = update(nets, agent.optims, b, cfg, agent.target_entropy)
+    assert torch.allclose(m["loss/critic"], exp_critic, atol=1e-5)
+    assert torch.allclose(m["loss/actor"], exp_actor, atol=1e-5)
+    assert torch.allclose(m["train/entropy"], -neg_ent, atol=1e-5)
+
+
+def test_alpha_moves_towards_the_entropy_target():
+    # a policy above the entropy target lowers alpha, one below it (the target exceeds the
+    # maximum entropy log 2) raises it
+    for target, direction in ((0.0, -1), (5.0, +1)):
+        agent = discrete(target_entropy=target, learning_rate=1e-2)
+        a0 = float(agent.nets.log_alpha.detach())
+        agent.learn(80, progress_bar=False)
+        ent = float(agent._update()["train/entropy"])
+        moved = float(agent.nets.log_alpha.detach()) - a0
+        assert (ent > agent.target_entropy) == (direction < 0)
+        assert moved * direction > 0
