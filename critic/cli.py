@@ -76,8 +76,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset = read_preset(preset_path)
         if preset.get("algo", args.algo.lower()) != args.algo.lower():
             raise CLIError(f"preset {preset_path.name} is for {preset['algo']}, not {args.algo}")
-        if preset.get("env_id") not in (None, args.env_id):
-            print(f"critic: note: preset {preset_path.name} was tuned for {preset['env_id']}, "
+        tuned = preset.get("env_id")
+        tuned_ids = tuned if isinstance(tuned, list) else [tuned]
+        if tuned is not None and args.env_id not in tuned_ids:
+            print(f"critic: note: preset {preset_path.name} was tuned for {', '.join(map(str, tuned_ids))}, "
                   f"training on {args.env_id}", file=sys.stderr)
         hparams.update(preset.get("hparams") or {})
         steps = int(preset.get("steps", steps))

@@ -6,29 +6,9 @@ first evaluation reaching the bar and reports the step it got there (``-s`` show
 
 import pytest
 
-from critic.cli import find_preset, read_preset
+from reaching import reach
 
 pytestmark = pytest.mark.slow
-
-
-def reach(algo: str, preset: str, bar: float, budget: int = 100_000, every: int = 10_000, seed: int = 0):
-    data = read_preset(find_preset(preset, algo))
-    agent = _cls(algo)("CartPole-v1", **{**data["hparams"], "seed": seed})
-    evals = agent._run["evals"]
-
-    def stop_when_reached(agent, info):
-        return not (evals and evals[-1]["mean"] >= bar)
-
-    # one learn() call, so schedules (linear learning rate) span the whole budget as in the CLI
-    agent.learn(budget, stop_when_reached, eval_every=every, eval_episodes=10, progress_bar=False)
-    history = [(e["env_steps"], e["mean"]) for e in evals]
-    print(f"\n{algo}/{preset}: {history}")
-    return history
-
-
-def _cls(algo):
-    from critic.algos.registry import get_algo
-    return get_algo(algo)
 
 
 def test_ppo_reaches_475():
