@@ -584,19 +584,52 @@ def launch(spec: dict[str, Any], log) -> dict[str, Any]:
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, PYTHONHASHSEED=str(spec.get("seed", 0)))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
+    busy0, child0 = cpu_busy_seconds(), children_cpu_seconds()
     t0 = time.perf_counter()
     # cwd: the (git-ignored) output folder, where MuJoCo writes its MUJOCO_LOG.TXT
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(OUT_DIR))
     wall = time.perf_counter() - t0
+    # CPU time the rest of the machine used meanwhile (all busy time minus this run's), in cores
+    other = None if busy0 is None else round(max(0.0, (cpu_busy_seconds() - busy0)
+                                                    - (children_cpu_seconds() - child0)) / wall, 2)
     line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT_JSON:")), None)
     if proc.returncode != 0 or line is None:
         who = f"{spec.get('lib', '')} {spec.get('algo', spec.get('algos'))} part {spec['part']}"
         log(f"  !! {who} threads {spec['threads']} seed {spec.get('seed')} failed (rc {proc.returncode})")
         log("     " + "\n     ".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
-        return {**spec, "error": (proc.stderr or proc.stdout)[-4000:]}
+        return {**spec, "error": (proc.stderr or proc.stdout)[-4000:], "other_cpu_cores": other}
     res = json.loads(line[len("RESULT_JSON:"):])
-    res["process_seconds"] = round(wall, 2)
+    res.update(process_seconds=round(wall, 2), other_cpu_cores=other)
     return res
+
+
+def cpu_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all cores; steal counts as busy)."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def children_cpu_seconds() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+CONTENDED = 0.25  # a run during which other processes used this many cores on average is flagged
+
+
+def contention_note(runs, part: int) -> list[str]:
+    bad = [r for r in runs if r["part"] == part and (r.get("other_cpu_cores") or 0) >= CONTENDED]
+    if not bad:
+        return []
+    who = ", ".join(f"{r.get('algo') or '+'.join(r.get('algos', []))} {LIB_NAMES.get(r.get('lib'), 'both')} "
+                    f"{r['threads']} thr ({r['other_cpu_cores']:.2f})" for r in bad)
+    return ["", f"**Warning:** other processes used ≥ {CONTENDED} core on average during: {who}; "
+            "those timings are not trustworthy (this machine has " f"{os.cpu_count()} cores)."]
 
 
 def median(xs):
@@ -809,6 +842,7 @@ def print_report(res: dict[str, Any], log) -> list[str]:
             report_micro(res, md, targets)
         else:
             report_solve(res, part, md, targets)
+        md += contention_note(res["runs"], part)
     md += ["", "#### Ratios against targets", ""] + targets
     log("")
     for ln in md:
@@ -878,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
                 res["runs"].append(r)
                 for algo, mm in r.get("algos", {}).items():
                     log(f"  [3] {algo} threads {th}: ours {mm['ms_ours']:.2f} ms, plain {mm['ms_plain']:.2f} ms, "
-                        f"ratio {mm['ratio']:.2f} (load {loadavg()})")
+                        f"ratio {mm['ratio']:.2f} (other processes {fmt(r['other_cpu_cores'], 2)} cores)")
             _write(out, res)
             continue
         for algo in args.algos:
@@ -935,7 +969,8 @@ def run_one(res, part, lib, algo, threads, seed, pair, extra, log) -> None:
         solved = "no" if p is None else f"at {p['env_steps']:,} ({p['train_seconds']:.1f} s)"
         what = (f"{r['env_steps']:,} steps, {r['updates']:,} updates, train {r['train_seconds']:.1f} s, "
                 f"solved {solved}, final {r['final']['mean']:.0f}")
-    log(f"  [{part}] {algo} {LIB_NAMES[lib]:<6} threads {threads} seed {seed}: {what} (load {loadavg()})")
+    log(f"  [{part}] {algo} {LIB_NAMES[lib]:<6} threads {threads} seed {seed}: {what} "
+        f"(other processes {fmt(r['other_cpu_cores'], 2)} cores)")
 
 
 def _preset_steps(path: Path) -> int | None:

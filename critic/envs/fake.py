@@ -83,6 +83,27 @@ class BanditEnv(gym.Env):
         return np.zeros(1, np.float32), float(self.rewards[int(action)]), True, False, {}
 
 
+class ContinuousBanditEnv(gym.Env):
+    """One-step episodes with a Box action in ``[low, high]``: r(a) = 1 - (a - best)^2.
+
+    The bounds are deliberately not [-1, 1], so agents must rescale their actions."""
+
+    def __init__(self, low: float = -2.0, high: float = 2.0, best: float = 1.0):
+        self.best = float(best)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Box(low, high, (1,), np.float32)
+
+    def reward(self, a) -> float:
+        return 1.0 - (float(np.asarray(a).reshape(-1)[0]) - self.best) ** 2
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), self.reward(action), True, False, {}
+
+
 class TinyImageEnv(gym.Env):
     """Channels-first uint8 images (a bright pixel in a corner chosen by the hidden state);
     rewards 1 for naming the corner. For smoke-testing the CNN path quickly."""
