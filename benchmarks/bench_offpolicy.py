@@ -901,7 +901,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_pair(part: int, algo: str, threads: int, seed: int, pair: int, extra: dict[str, Any]) -> None:
         for lib in LIBS:  # critic then SB3, every pair
-            run_one(res, part, lib, algo, threads, seed, pair, extra, log)
+            lib_extra = dict(extra)
+            if "steps_by_lib" in lib_extra:  # part 4: each side its own budget
+                lib_extra["steps"] = lib_extra.pop("steps_by_lib")[lib]
+            run_one(res, part, lib, algo, threads, seed, pair, lib_extra, log)
 
     for part in sorted(args.parts):
         if part == 3:
@@ -929,23 +932,19 @@ def main(argv: list[str] | None = None) -> int:
                     res["notes"][f"presets/{algo}"] = note
                     log(f"  [4] {algo}: {note}")
                     continue
-                extra = {"eval_every": args.eval_every, "stop_at_solve": 4 in args.stop_at_solve,
-                         "learning_starts_cap": ls_cap}
+                # budgets: critic's preset `steps`, SB3's RL-Zoo n_timesteps
+                budgets = {"critic": _preset_steps(path) or ZOO_PENDULUM_STEPS, "sb3": ZOO_PENDULUM_STEPS}
+                if quick_view_steps:
+                    budgets = {lib: min(n, quick_view_steps) for lib, n in budgets.items()}
+                extra = {"steps_by_lib": budgets, "eval_every": args.eval_every,
+                         "stop_at_solve": 4 in args.stop_at_solve, "learning_starts_cap": ls_cap}
             for th in args.threads:
                 if part == 1:
                     for i in range(args.pairs):
                         run_pair(1, algo, th, args.seeds[i % len(args.seeds)], i, extra)
-                elif part == 2:
+                else:  # parts 2 and 4: one pair per seed
                     for i, seed in enumerate(args.seeds):
-                        run_pair(2, algo, th, seed, i, extra)
-                else:
-                    preset_steps = _preset_steps(preset_path(algo)) or ZOO_PENDULUM_STEPS
-                    for i, seed in enumerate(args.seeds):
-                        for lib in LIBS:  # budgets differ per side: critic's preset, SB3's RL-Zoo
-                            steps = preset_steps if lib == "critic" else ZOO_PENDULUM_STEPS
-                            if quick_view_steps:
-                                steps = min(steps, quick_view_steps)
-                            run_one(res, 4, lib, algo, th, seed, i, {**extra, "steps": steps}, log)
+                        run_pair(part, algo, th, seed, i, extra)
             _write(out, res)  # partial results survive an interrupted run
 
     res["loadavg_end"] = loadavg()

@@ -124,7 +124,8 @@ class Agent:
             self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
         else:  # replay: policies act in [-1, 1] on Box spaces; replay stores that range
             self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_space, act_space, cfg.gamma,
-                                       cfg.bootstrap_n, self.device)
+                                       cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
+            self._updates_from = 0  # a resume without saved replay refills before updating
             self._sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
             self.scaler = BoxScaler(act_space) if isinstance(act_space, gym.spaces.Box) else None
 
@@ -343,7 +344,8 @@ class Agent:
         self._on_episode_end(step.done)
         self._obs = self._norm_obs(step.obs, update=True)
         metrics: dict[str, torch.Tensor] = {}
-        if self.env_steps > cfg.learning_starts and (self.env_steps // stepper.num_envs) % cfg.train_freq == 0:
+        if (self.env_steps > max(cfg.learning_starts, self._updates_from)
+                and (self.env_steps // stepper.num_envs) % cfg.train_freq == 0):
             for _ in range(cfg.gradient_steps):
                 metrics = self._update()
                 self.updates += 1
@@ -494,10 +496,11 @@ class Agent:
         extra_t, extra_m = self._extra_state()
         tensors.update(extra_t)
         if self.storage == "replay":
-            replay_t, replay_m = self.replay.state_dict()
-            tensors.update(replay_t)
             tensors["replay/sample_generator"] = self._sample_gen.get_state()
-            extra_m = {**extra_m, "replay": replay_m}
+            if self.cfg.save_replay:
+                replay_t, replay_m = self.replay.state_dict()
+                tensors.update(replay_t)
+                extra_m = {**extra_m, "replay": replay_m}
         from critic import __version__
         meta = {
             "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
@@ -534,8 +537,11 @@ class Agent:
             self._run = meta.get("run", self._run)
             extra = meta.get("extra", {})
             if self.storage == "replay":
-                self.replay.load_state_dict(tensors, extra["replay"])
                 self._sample_gen.set_state(tensors["replay/sample_generator"])
+                if "replay" in extra:
+                    self.replay.load_state_dict(tensors, extra["replay"])
+                else:  # saved without its replay: collect learning_starts steps before updating
+                    self._updates_from = self.env_steps + self.cfg.learning_starts
             self._load_extra_state(tensors, extra)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{path}: checkpoint does not match this {self.algo} agent "

@@ -348,6 +348,12 @@ class OffPolicyConfig(Config):
     """Gradient steps per round (the update-to-data ratio with train_freq and num_envs)."""
     bootstrap_n: int = 1
     """n-step return horizon of the critic targets."""
+    optimize_memory: bool = False
+    """Store each observation once in replay (the next one is read from the following row):
+    about half the memory for image observations."""
+    save_replay: bool = True
+    """Write the replay contents into checkpoints (exact --resume); false keeps checkpoints small,
+    and a resumed run refills the buffer for learning_starts steps before updating again."""
     log_every: int = 1000
     """Write a metrics row (and refresh the progress bar) every this many env steps."""
 

@@ -162,3 +162,18 @@ def test_alpha_moves_towards_the_entropy_target():
         moved = float(agent.nets.log_alpha.detach()) - a0
         assert (ent > agent.target_entropy) == (direction < 0)
         assert moved * direction > 0
+
+
+def test_checkpoint_without_replay_refills_before_updating(tmp_path):
+    agent = small(save_replay=False, optimize_memory=True)
+    agent.learn(100, progress_bar=False)
+    path = agent.save(tmp_path / "lean.safetensors")
+    from critic import checkpoint as ckpt
+    tensors, _ = ckpt.read(path)
+    assert not any(k.startswith("replay/") and k != "replay/sample_generator" for k in tensors)
+    loaded = critic.load(path)
+    assert len(loaded.replay) == 0 and loaded.updates == 50
+    loaded.learn(40, progress_bar=False)  # refilling: learning_starts (50) steps without updates
+    assert loaded.updates == 50 and len(loaded.replay) == 40
+    loaded.learn(20, progress_bar=False)
+    assert loaded.updates == 60

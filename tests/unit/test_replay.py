@@ -115,3 +115,62 @@ def test_state_dict_round_trip():
     s1, s2 = a.sample(64, g), b.sample(64, torch.Generator().manual_seed(1))
     for k in s1:
         assert torch.equal(s1[k], s2[k]), k
+
+
+def consistent_stream(bufs, T, N, seed=0, p_term=0.1, p_trunc=0.15):
+    """Write the same env-like stream to every buffer: next_obs is the next row's obs except where
+    an episode ended (then a distinct final obs, and the next row starts from a reset obs)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(N, 3)).astype(np.float32)
+    for _ in range(T):
+        term = rng.random(N) < p_term
+        trunc = ~term & (rng.random(N) < p_trunc)
+        nxt = rng.normal(size=(N, 3)).astype(np.float32)  # true next (final where done)
+        act = rng.uniform(-1, 1, (N, 2)).astype(np.float32)
+        rew = rng.normal(size=N).astype(np.float32)
+        for b in bufs:
+            b.add(obs, act, rew, nxt, term, trunc)
+        done = term | trunc
+        obs = np.where(done[:, None], rng.normal(size=(N, 3)).astype(np.float32) + 50, nxt)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("T", [7, 40])  # before and after the ring wraps (capacity 16 rows)
+def test_optimize_memory_samples_what_the_full_buffer_samples(n, T):
+    obs3 = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    full = ReplayBuffer(16 * 3, 3, obs3, ACT, gamma=G, bootstrap_n=n)
+    lean = ReplayBuffer(16 * 3, 3, obs3, ACT, gamma=G, bootstrap_n=n, optimize_memory=True)
+    consistent_stream([full, lean], T, 3, p_trunc=0.3)
+    rows = full.C if full.full else full.pos
+    r = torch.arange(rows).repeat_interleave(3)
+    e = torch.arange(3).repeat(rows)
+    a, b = full.gather(r, e), lean.gather(r, e)
+    for k in ("obs", "actions", "rewards", "discount"):
+        assert torch.equal(a[k], b[k]), k
+    live = a["discount"] > 0  # past a termination the next observation is never used
+    assert torch.equal(a["next_obs"][live], b["next_obs"][live])
+    assert int((lean.final_slot >= 0).sum()) == int((full.truncated & ~full.terminated).sum())
+
+
+def test_optimize_memory_side_store_grows_with_one_step_episodes_and_round_trips():
+    obs3 = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    full = ReplayBuffer(64 * 2, 2, obs3, ACT, bootstrap_n=2)
+    lean = ReplayBuffer(64 * 2, 2, obs3, ACT, bootstrap_n=2, optimize_memory=True)
+    consistent_stream([full, lean], 150, 2, seed=3, p_term=0.0, p_trunc=1.0)  # every step truncates
+    assert lean.final_obs.shape[0] >= 128 and len(lean._free) == lean.final_obs.shape[0] - 128
+    t, m = lean.state_dict()
+    again = ReplayBuffer(64 * 2, 2, obs3, ACT, bootstrap_n=2, optimize_memory=True)
+    again.load_state_dict(t, m)
+    s1, s2, s3 = (x.sample(100, torch.Generator().manual_seed(5)) for x in (full, lean, again))
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]) and torch.equal(s2[k], s3[k]), k
+    with pytest.raises(ValueError, match="optimize_memory"):
+        full.load_state_dict(t, m)
+
+
+def test_optimize_memory_halves_image_replay():
+    img = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    full = ReplayBuffer(1000, 4, img, gym.spaces.Discrete(6))
+    lean = ReplayBuffer(1000, 4, img, gym.spaces.Discrete(6), optimize_memory=True)
+    # obs once, plus one next obs per env and 16 final-obs slots to start with
+    assert lean.nbytes <= 0.52 * full.nbytes, lean.nbytes / full.nbytes
