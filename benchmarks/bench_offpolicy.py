@@ -626,7 +626,7 @@ def contention_note(runs, part: int) -> list[str]:
     bad = [r for r in runs if r["part"] == part and (r.get("other_cpu_cores") or 0) >= CONTENDED]
     if not bad:
         return []
-    who = ", ".join(f"{r.get('algo') or '+'.join(r.get('algos', []))} {LIB_NAMES.get(r.get('lib'), 'both')} "
+    who = ", ".join(f"{r.get('algo') or '+'.join(r.get('algos', []))} {LIB_NAMES.get(r.get('lib'), '(ours and plain)')} "
                     f"{r['threads']} thr ({r['other_cpu_cores']:.2f})" for r in bad)
     return ["", f"**Warning:** other processes used ≥ {CONTENDED} core on average during: {who}; "
             "those timings are not trustworthy (this machine has " f"{os.cpu_count()} cores)."]

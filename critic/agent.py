@@ -120,6 +120,8 @@ class Agent:
         self._finished: list[float] = []
         self._run: dict[str, Any] = {"evals": [], "wall": 0.0, "train": 0.0}
         self._build()
+        if cfg.compile:
+            self._compile()
         if self.storage == "rollout":
             self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
         else:  # replay: policies act in [-1, 1] on Box spaces; replay stores that range
@@ -154,6 +156,16 @@ class Agent:
                 return self.scaler.scale(a)
             return np.clip(a, self.act_space.low, self.act_space.high)
         return a
+
+    def _compile(self) -> None:
+        """torch.compile each network's forward in place (parameters and state_dict keys are
+        untouched, so checkpoints stay interchangeable with eager runs)."""
+        for m in self.nets.modules():
+            if m is not self.nets and type(m).forward is not nn.Module.forward and not isinstance(
+                    m, (nn.Linear, nn.ReLU, nn.Tanh)) and any(True for _ in m.parameters()):
+                if not getattr(m, "_critic_compiled", False):
+                    m.forward = torch.compile(m.forward)
+                    m._critic_compiled = True
 
     # ------------------------------------------------------------------ set-up helpers
     def _set_threads(self) -> None:

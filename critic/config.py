@@ -171,6 +171,9 @@ class Config:
     """Normalise observations with running mean/std (statistics are saved with the model)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (saved with the model)."""
+    compile: bool = False
+    """torch.compile every network's forward (compiles on first use; see BENCHMARKS for what it
+    gives: on a small CPU it was slower than eager)."""
     log_every: int = 1000
     """Write a metrics row (and refresh the progress bar) every this many env steps."""
 

@@ -177,3 +177,14 @@ def test_checkpoint_without_replay_refills_before_updating(tmp_path):
     assert loaded.updates == 50 and len(loaded.replay) == 40
     loaded.learn(20, progress_bar=False)
     assert loaded.updates == 60
+
+
+@pytest.mark.slow
+def test_compile_option_runs_and_checkpoints_like_eager(tmp_path):
+    agent = small(compile=True)
+    agent.learn(70, progress_bar=False)
+    assert agent.updates == 20
+    loaded = critic.load(agent.save(tmp_path / "c.safetensors"), compile=False)
+    obs = torch.zeros(4, 3)
+    with torch.no_grad():
+        assert torch.allclose(agent.nets.dist(obs).mode(), loaded.nets.dist(obs).mode(), atol=1e-5)
