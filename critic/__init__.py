@@ -9,8 +9,12 @@ from critic.algos.ppo import PPO, PPOConfig  # noqa: E402
 from critic.algos.sac import SAC, SACConfig  # noqa: E402
 from critic.algos.td3 import TD3, TD3Config  # noqa: E402
 from critic.checkpoint import CheckpointError  # noqa: E402
+from critic.components import (ActorCritic, FunctionApproximator, GaussianPolicy, MonteCarloCache,  # noqa: E402
+                               NStepCache, QTypeI, QTypeII, SoftActorCritic, SoftmaxPolicy, V)
 from critic.config import ConfigError  # noqa: E402
 from critic.envs.make import EnvError  # noqa: E402
 
-__all__ = ["A2C", "A2CConfig", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig", "EnvError", "NonFiniteError",
-           "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "__version__", "load"]
+__all__ = ["A2C", "A2CConfig", "ActorCritic", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig",
+           "EnvError", "FunctionApproximator", "GaussianPolicy", "MonteCarloCache", "NStepCache", "NonFiniteError",
+           "PPO", "PPOConfig", "QTypeI", "QTypeII", "SAC", "SACConfig", "SoftActorCritic", "SoftmaxPolicy", "TD3",
+           "TD3Config", "V", "__version__", "load"]

@@ -1,0 +1,267 @@
+"""The components face (keras-gym names): shapes and types of every member, bootstrapped targets
+against hand computation, target sync exactness, the update strategies against the shared
+losses, the caches against a brute-force n-step reference, SAC gradient isolation."""
+
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import critic
+from critic.losses.pg import pg_loss, ppo_clip_loss
+
+CART = gym.make("CartPole-v1")
+PEND = gym.make("Pendulum-v1")
+
+
+def obs_batch(env, B=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(B, *env.observation_space.shape)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- shapes and types
+
+def test_discrete_members_shapes_and_types():
+    func = critic.FunctionApproximator(CART, lr=1e-3)
+    ac = critic.ActorCritic.from_func(func, random_seed=0)
+    s, S = obs_batch(CART, 1)[0], obs_batch(CART)
+    a, v = ac(s)
+    assert np.ndim(a) == 0 and int(a) in (0, 1) and isinstance(v, float)
+    g, v2 = ac.greedy(s)
+    assert int(g) == int(np.argmax(ac.dist_params(s)[0])) and v2 == v
+    p, _ = ac.dist_params(s)
+    assert p.shape == (2,) and abs(p.sum() - 1) < 1e-6
+    A, Vb = ac.batch_eval(S)
+    assert A.shape == (5,) and Vb.shape == (5,) and Vb.dtype == np.float32
+    assert ac.policy.dist_params(S).shape == (5, 2) and ac.policy.greedy(S).shape == (5,)
+    q1, q2 = critic.QTypeI(func), critic.QTypeII(func)
+    assert isinstance(q1(s, 1), float) and q1(s).shape == (2,) and q1.batch_eval(S).shape == (5, 2)
+    assert np.isclose(q1(s)[1], q1(s, 1), atol=1e-6)
+    assert isinstance(q2(s, 0), float) and q2(s).shape == (2,) and q2.batch_eval(S, np.zeros(5)).shape == (5,)
+    losses = ac.batch_update(S, A, np.ones(5), np.full(5, 0.9), S)
+    assert {"policy/loss", "policy/entropy", "value/loss", "loss"} <= set(losses)
+    assert all(isinstance(x, float) for x in losses.values())
+
+
+def test_continuous_members_shapes_and_bounds():
+    func = critic.FunctionApproximator(PEND, lr=1e-3)
+    ac = critic.ActorCritic.from_func(func, random_seed=0)
+    s, S = obs_batch(PEND, 1)[0], obs_batch(PEND)
+    a, v = ac(s)
+    assert a.shape == (1,) and -2 <= a[0] <= 2 and isinstance(v, float)
+    assert ac.dist_params(s)[0].shape == (2,)  # mean, log_std
+    A, Vb = ac.batch_eval(S)
+    assert A.shape == (5, 1) and Vb.shape == (5,)
+    sac = critic.SoftActorCritic.from_func(critic.FunctionApproximator(PEND), random_seed=0)
+    a, v = sac(s)
+    assert a.shape == (1,) and -2 <= a[0] <= 2
+    assert isinstance(sac.q_func1(s, a), float) and sac.q_func2.batch_eval(S, A).shape == (5,)
+    losses = sac.batch_update(S, A, np.ones(5), np.full(5, 0.9), S)
+    assert {"policy/loss", "value/loss", "q1/loss", "q2/loss"} <= set(losses)
+
+
+def test_custom_body_and_bad_input():
+    body = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU())
+    func = critic.FunctionApproximator(CART, body=body)
+    assert func.feature_dim == 16 and critic.V(func).body is body
+    with pytest.raises(ValueError, match="'update_strategy'"):
+        critic.SoftmaxPolicy(func, update_strategy="sarsa")
+    with pytest.raises(ValueError, match="observation of shape"):
+        critic.V(func)(np.zeros(3))
+    with pytest.raises(ValueError, match="Discrete"):
+        critic.QTypeII(critic.FunctionApproximator(PEND))
+    with pytest.raises(ValueError, match="'lr'"):
+        critic.FunctionApproximator(CART, lr=0)
+    with pytest.raises(ValueError, match="'bootstrap_n'"):
+        critic.V(func, bootstrap_n=0)
+
+
+# ----------------------------------------------------------------------------- targets and sync
+
+@pytest.mark.parametrize("use_target", [False, True])
+def test_batch_update_target_is_Rn_plus_In_v_next(use_target):
+    func = critic.FunctionApproximator(CART, lr=1e-3)
+    ac = critic.ActorCritic.from_func(func, gamma=0.9, bootstrap_with_target_model=use_target, random_seed=1)
+    with torch.no_grad():  # make the online model differ from its target
+        for p in ac.v_func.head.parameters():
+            p.add_(0.5)
+    S, S2 = obs_batch(CART, 6, 0), obs_batch(CART, 6, 1)
+    A = np.array([0, 1, 1, 0, 1, 0])
+    Rn = np.array([1.0, 0.5, 2.0, 0.0, 1.0, 3.0], np.float32)
+    In = np.array([0.9, 0.0, 0.81, 0.9, 0.0, 0.729], np.float32)
+    v_next = ac.v_func.batch_eval(S2, use_target_model=use_target)
+    G = Rn + In * v_next
+    v = ac.v_func.batch_eval(S)
+    losses = ac.batch_update(S, A, Rn, In, S2)
+    assert np.isclose(losses["value/loss"], np.mean((v - G) ** 2), rtol=1e-5)
+    # and the other model's values would have given another loss (the test can tell them apart)
+    other = Rn + In * ac.v_func.batch_eval(S2, use_target_model=not use_target)
+    assert not np.isclose(np.mean((v - other) ** 2), losses["value/loss"], rtol=1e-3)
+
+
+def test_sync_target_model_is_exact_polyak():
+    func = critic.FunctionApproximator(CART)
+    v = critic.V(func)
+    with torch.no_grad():
+        for p in v.head.parameters():
+            p.add_(1.0)
+    online = [p.detach().clone() for p in [*v.body.parameters(), *v.head.parameters()]]
+    before = [p.detach().clone() for p in v.target_model.parameters()]
+    v.sync_target_model(tau=0.25)
+    for t0, t1, o in zip(before, v.target_model.parameters(), online):
+        assert torch.allclose(t1, 0.75 * t0 + 0.25 * o, atol=1e-7)
+    v.sync_target_model()  # tau=1: a copy
+    for t, o in zip(v.target_model.parameters(), online):
+        assert torch.equal(t, o)
+    with pytest.raises(ValueError, match="'tau'"):
+        v.sync_target_model(1.5)
+
+
+# ----------------------------------------------------------------------------- update strategies
+
+def _policy_loss_by_hand(policy, S, A, adv, strategy):
+    x = torch.as_tensor(S)
+    with torch.no_grad():
+        d, d_old = policy.dist(x), policy.dist(x, target=True)
+        a = torch.as_tensor(A)
+        if strategy == "vanilla":
+            return float(pg_loss(d.log_prob(a), adv)[0])
+        if strategy == "ppo":
+            return float(ppo_clip_loss(d.log_prob(a), d_old.log_prob(a), adv, 0.2)[0])
+        return float(-(torch.as_tensor(A) * d.logits).sum(-1).mean())
+
+
+@pytest.mark.parametrize("strategy", ["vanilla", "ppo", "cross_entropy"])
+def test_update_strategies_match_the_shared_losses(strategy):
+    func = critic.FunctionApproximator(CART, lr=1e-3)
+    ac = critic.ActorCritic.from_func(func, gamma=0.9, update_strategy=strategy, entropy_beta=0.0, random_seed=2)
+    with torch.no_grad():  # pi differs from pi_old, so the PPO ratio is not 1
+        for p in ac.policy.head.parameters():
+            p.add_(0.3)
+    S, S2 = obs_batch(CART, 8, 3), obs_batch(CART, 8, 4)
+    Rn, In = np.linspace(-1, 2, 8).astype(np.float32), np.full(8, 0.9, np.float32)
+    if strategy == "cross_entropy":
+        A = np.random.default_rng(0).dirichlet([1, 1], 8).astype(np.float32)  # behaviour probabilities
+    else:
+        A = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    adv = torch.as_tensor(Rn + In * ac.v_func.batch_eval(S2) - ac.v_func.batch_eval(S))
+    expected = _policy_loss_by_hand(ac.policy, S, A, adv, strategy)
+    losses = ac.batch_update(S, A, Rn, In, S2)
+    assert np.isclose(losses["policy/loss"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_callable_strategy():
+    seen = {}
+
+    def my_loss(dist, actions, adv, old_logp):
+        seen["shapes"] = (tuple(actions.shape), tuple(adv.shape), tuple(old_logp.shape))
+        return -(dist.log_prob(actions) * adv).mean()
+
+    ac = critic.ActorCritic.from_func(critic.FunctionApproximator(CART), update_strategy=my_loss, random_seed=0)
+    S = obs_batch(CART, 4)
+    ac.batch_update(S, np.array([0, 1, 1, 0]), np.ones(4), np.zeros(4), S)
+    assert seen["shapes"] == ((4,), (4,), (4,))
+
+
+# ----------------------------------------------------------------------------- caches
+
+def brute_nstep(rs, terms, truncs, t, n, gamma):
+    Rn, disc = 0.0, 1.0
+    for k in range(n):
+        i = t + k
+        if i >= len(rs):
+            return None
+        Rn += disc * rs[i]
+        disc *= gamma
+        if terms[i]:
+            return Rn, 0.0, i
+        if truncs[i]:
+            return Rn, disc, i
+    return Rn, disc, t + n - 1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_nstep_cache_against_brute_force(n):
+    gamma = 0.9
+    rs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    terms = [False, False, True, False, False, False, False]
+    truncs = [False, False, False, False, False, True, False]
+    states = [np.array([10.0 * i], np.float32) for i in range(len(rs))]
+    final = {2: np.array([-2.0], np.float32), 5: np.array([-5.0], np.float32)}
+    cache = critic.NStepCache(None, n, gamma)
+    got = []
+    for i in range(6):  # two episodes: steps 0-2 (terminated), 3-5 (truncated)
+        cache.add(states[i], i, rs[i], terms[i], truncs[i], final.get(i))
+        while cache:
+            got.extend(zip(*cache.pop()))
+    assert len(got) == 6 and not cache
+    for (S, A, Rn, In, S_next) in got:
+        t = int(A)
+        ep_end = 2 if t <= 2 else 5
+        ref = brute_nstep(rs[:ep_end + 1], terms, truncs, t, n, gamma)
+        assert np.isclose(Rn, ref[0]) and np.isclose(In, ref[1]), (t, Rn, In, ref)
+        boot = ref[2]
+        expected_next = final[boot] if boot == ep_end else states[boot + 1]
+        if In > 0:
+            assert np.array_equal(S_next, expected_next), (t, S_next, expected_next)
+        assert np.array_equal(S, states[t])
+
+
+def test_monte_carlo_cache_and_errors():
+    cache = critic.MonteCarloCache(None, gamma=0.5)
+    for i, r in enumerate([1.0, 1.0, 1.0]):
+        cache.add(np.zeros(1), i, r, False, truncated=(i == 2), s_next=np.ones(1) if i == 2 else None)
+        if i < 2:
+            assert not cache
+    S, A, Rn, In, S_next = cache.pop()
+    assert np.allclose(Rn, [1.75, 1.5, 1.0]) and np.allclose(In, [0.125, 0.25, 0.5])  # bootstrapped
+    assert np.array_equal(S_next, np.ones((3, 1)))
+    with pytest.raises(ValueError, match="s_next"):
+        cache.add(np.zeros(1), 0, 1.0, False, truncated=True)
+    with pytest.raises(ValueError, match="'n'"):
+        critic.NStepCache(None, 0, 0.9)
+
+
+# ----------------------------------------------------------------------------- SAC isolation
+
+def test_soft_actor_critic_policy_term_leaves_q_functions_alone():
+    mk = lambda: critic.FunctionApproximator(PEND, lr=1e-2)  # noqa: E731
+    pol = critic.GaussianPolicy(mk(), squash=True, entropy_beta=0.1, random_seed=0)
+    q1, q2 = critic.QTypeI(mk()), critic.QTypeI(mk())
+    sac = critic.SoftActorCritic(pol, critic.V(mk(), bootstrap_with_target_model=True), q1, q2,
+                                 value_loss_weight=0.0)  # only the policy term is optimised
+    qs = [p.detach().clone() for q in (q1, q2) for p in q.online_parameters()]
+    ps = [p.detach().clone() for p in pol.online_parameters()]
+    S = obs_batch(PEND, 16)
+    sac.batch_update(S, np.zeros((16, 1)), np.zeros(16), np.full(16, 0.9), S)
+    assert all(torch.equal(a, b) for a, b in zip(qs, [p for q in (q1, q2) for p in q.online_parameters()]))
+    assert any(not torch.equal(a, b) for a, b in zip(ps, pol.online_parameters()))
+    with pytest.raises(ValueError, match="squash"):
+        critic.SoftActorCritic(critic.GaussianPolicy(mk()), critic.V(mk()), q1, q2)
+
+
+# ----------------------------------------------------------------------------- examples (smoke)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture()
+def examples_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
+def test_examples_run_with_tiny_budgets(examples_path):
+    import actor_critic_per_step
+    import actor_critic_ppo
+    import soft_actor_critic_pendulum
+    ac, returns = actor_critic_per_step.main(steps=300, log=False)
+    assert returns and isinstance(ac, critic.ActorCritic)
+    ac, _ = actor_critic_ppo.main(steps=256, rollout=128, epochs=2, log=False)
+    sac, returns = soft_actor_critic_pendulum.main(steps=450, warmup=300, log=False)
+    assert len(returns) == 2  # two 200-step episodes
+    for name in list(sys.modules):
+        if name in ("actor_critic_per_step", "actor_critic_ppo", "soft_actor_critic_pendulum", "common"):
+            del sys.modules[name]
