@@ -124,7 +124,7 @@ class Agent:
             self._compile()
         if self.storage == "rollout":
             self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
-        else:  # replay: policies act in [-1, 1] on Box spaces; replay stores that range
+        elif self.storage == "replay":  # policies act in [-1, 1] on Box spaces; replay stores that range
             self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_space, act_space, cfg.gamma,
                                        cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
             self._updates_from = 0  # a resume without saved replay refills before updating

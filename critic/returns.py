@@ -94,3 +94,33 @@ def nstep_targets(rewards_TN: Tensor, terminated_TN: Tensor, truncated_TN: Tenso
             In[t] = torch.where(ended_term, torch.zeros_like(In[t]), In[t])
             alive = alive & ~done[s]
     return Rn, In, boot
+
+
+def retrace(rewards_TN: Tensor, q_taken_TN: Tensor, values_TN: Tensor, last_values_N: Tensor,
+            rho_bar_TN: Tensor, terminated_TN: Tensor, truncated_TN: Tensor, truncation_values_TN: Tensor,
+            gamma: float) -> Tensor:
+    """Retrace targets of ACER (Munos et al. 2016; Wang et al. 2016, arXiv:1611.01224, eq. 5).
+
+        Q_ret(t) = r_t + gamma * [rho_bar_{t+1} (Q_ret(t+1) - Q(s_{t+1}, a_{t+1})) + V(s_{t+1})]
+
+    inside an episode and segment; at a termination Q_ret(t) = r_t, at a truncation
+    Q_ret(t) = r_t + gamma V(true final observation) (``truncation_values_TN[t]``), at the
+    segment end Q_ret(T-1) = r_{T-1} + gamma V(s_T) (``last_values_N``). ``rho_bar_TN[t]`` is
+    min(c, pi(a_t|s_t) / mu(a_t|s_t)). All inputs are treated as constants (no gradient).
+
+    Written as the linear recursion Q_ret(t) = x_t + d_t Q_ret(t+1) with
+    x_t = r_t + gamma (V_{t+1} - rho_bar_{t+1} Q_{t+1}) and d_t = gamma rho_bar_{t+1} where the
+    trajectory continues, and d_t = 0 (x_t the cut target) where it does not.
+    """
+    _check(rewards_TN, q_taken_TN, values_TN, rho_bar_TN, terminated_TN, truncated_TN, truncation_values_TN)
+    r, q, v, rho = (x.detach().float() for x in (rewards_TN, q_taken_TN, values_TN, rho_bar_TN))
+    term, trunc = terminated_TN.bool(), truncated_TN.bool()
+    # values of the step after t (segment end: the bootstrap observation's value)
+    v_next = torch.cat([v[1:], last_values_N.detach().float().reshape(1, -1)])
+    q_next = torch.cat([q[1:], torch.zeros_like(q[:1])])
+    rho_next = torch.cat([rho[1:], torch.zeros_like(rho[:1])])  # no correction past the segment
+    cont = ~(term | trunc)
+    boot = torch.where(trunc & ~term, truncation_values_TN.detach().float(), v_next)
+    x = torch.where(cont, r + gamma * (v_next - rho_next * q_next), r + gamma * (~term) * boot)
+    d = torch.where(cont, gamma * rho_next, torch.zeros_like(rho_next))
+    return _backward_recursion(x, d)
