@@ -31,7 +31,7 @@ from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.envs.step import EnvStepper
 from critic.modules.actions import BoxScaler
 from critic.logger import Clock, Progress, RunLogger, solved_points, to_float, write_json
-from critic.nn import is_image_space
+from critic.nn import is_image_space, set_cpu_threads
 from critic.normalize import ObsNormalizer, RewardNormalizer
 from critic.seeding import rng_state, seed_everything, set_rng_state
 
@@ -169,20 +169,7 @@ class Agent:
 
     # ------------------------------------------------------------------ set-up helpers
     def _set_threads(self) -> None:
-        n = self.cfg.torch_threads
-        if self.device.type == "cpu":
-            if n == 0:
-                # Small networks pay more for thread synchronisation than they gain (measured:
-                # 2 threads made a 64-64 PPO ~3x slower); 256-wide MLPs and convolutional
-                # encoders are matrix-product bound and do gain (a 256-256 SAC update: 9.5 ms
-                # on 1 thread, 6.2 ms on 2).
-                wide = self._image or max(self.cfg.hidden_sizes) >= 256
-                n = min(4, os.cpu_count() or 1) if wide else 1
-            # Adam's second moments and dead units' gradients decay into subnormal floats, which
-            # x86 CPUs process ~100x slower: flushing them to zero cut a SAC update by 10-20 %.
-            torch.set_flush_denormal(True)
-        if n > 0 and torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+        set_cpu_threads(self.device, self.cfg.torch_threads, wide=self._image or max(self.cfg.hidden_sizes) >= 256)
 
     def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         """What the networks see: normalised (when asked) float32 vectors, or raw images."""

@@ -73,26 +73,27 @@ def nstep_targets(rewards_TN: Tensor, terminated_TN: Tensor, truncated_TN: Tenso
     """
     _check(rewards_TN, terminated_TN, truncated_TN)
     assert n >= 1, "n must be >= 1"
-    T, N = rewards_TN.shape
-    term = terminated_TN.bool()
-    done = term | truncated_TN.bool()
-    Rn = torch.zeros(T, N, dtype=torch.float32, device=rewards_TN.device)
-    In = torch.zeros(T, N, dtype=torch.float32, device=rewards_TN.device)
-    boot = torch.zeros(T, N, dtype=torch.long, device=rewards_TN.device)
+    # Sequential over the window and tiny per step: NumPy on the host (see _backward_recursion).
+    r = rewards_TN.detach().cpu().numpy().astype(np.float32, copy=False)
+    term = terminated_TN.detach().cpu().numpy().astype(bool)
+    done = term | truncated_TN.detach().cpu().numpy().astype(bool)
+    T, N = r.shape
+    Rn = np.zeros((T, N), np.float32)
+    In = np.zeros((T, N), np.float32)
+    boot = np.zeros((T, N), np.int64)
     for t in range(T):
-        alive = torch.ones(N, dtype=torch.bool, device=rewards_TN.device)  # window still open
-        disc = torch.ones(N, dtype=torch.float32, device=rewards_TN.device)
-        for k in range(n):
-            s = t + k
-            if s >= T:
+        alive = np.ones(N, bool)  # window still open
+        disc = np.ones(N, np.float32)
+        for s in range(t, min(t + n, T)):
+            Rn[t] += alive * disc * r[s]
+            boot[t] = np.where(alive, s, boot[t])
+            disc = np.where(alive, disc * gamma, disc).astype(np.float32)
+            In[t] = np.where(alive, np.where(term[s], 0.0, disc), In[t])
+            alive &= ~done[s]
+            if not alive.any():
                 break
-            Rn[t] += alive * disc * rewards_TN[s]
-            boot[t] = torch.where(alive, torch.full_like(boot[t], s), boot[t])
-            disc = torch.where(alive, disc * gamma, disc)
-            ended_term = alive & term[s]
-            In[t] = torch.where(alive, disc, In[t])
-            In[t] = torch.where(ended_term, torch.zeros_like(In[t]), In[t])
-            alive = alive & ~done[s]
+    dev = rewards_TN.device
+    Rn, In, boot = torch.from_numpy(Rn).to(dev), torch.from_numpy(In).to(dev), torch.from_numpy(boot).to(dev)
     return Rn, In, boot
 
 

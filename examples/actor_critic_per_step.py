@@ -12,7 +12,8 @@ import critic
 from common import evaluate
 
 
-def main(steps: int = 50_000, seed: int = 0, log: bool = True):
+def main(steps: int = 50_000, seed: int = 0, log: bool = True, callback=None):
+    """Train; ``callback(ac, env_steps)`` runs at each episode end (False stops)."""
     env = gym.make("CartPole-v1")
     func = critic.FunctionApproximator(env, lr=1e-3, hidden_sizes=(64, 64))
     ac = critic.ActorCritic.from_func(func, gamma=0.99, bootstrap_n=1, entropy_beta=0.01, random_seed=seed)
@@ -30,6 +31,8 @@ def main(steps: int = 50_000, seed: int = 0, log: bool = True):
             if log and len(returns) % 50 == 0:
                 print(f"step {t + 1}: mean return of the last 50 episodes {np.mean(returns[-50:]):.1f}")
             s, ret = env.reset()[0], 0.0
+            if callback is not None and callback(ac, t + 1) is False:
+                break
     return ac, returns
 
 

@@ -10,17 +10,22 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 import critic
 from common import evaluate
 
 
 def main(steps: int = 100_000, seed: int = 0, rollout: int = 512, epochs: int = 10, batch: int = 64,
-         log: bool = True):
+         log: bool = True, callback=None):
+    """Train; ``callback(ac, env_steps)`` runs after each rollout's updates (False stops)."""
     env = gym.make("CartPole-v1")
-    func = critic.FunctionApproximator(env, lr=1e-3, hidden_sizes=(64, 64))
-    ac = critic.ActorCritic.from_func(func, gamma=0.99, bootstrap_n=8, entropy_beta=0.0,
-                                      update_strategy="ppo", random_seed=seed)
+    torch.manual_seed(seed)
+    # separate bodies: a shared one would let the value loss (returns ~100) swamp the policy's
+    pi = critic.SoftmaxPolicy(critic.FunctionApproximator(env, lr=1e-3), update_strategy="ppo",
+                              entropy_beta=0.0, random_seed=seed)
+    v = critic.V(critic.FunctionApproximator(env, lr=1e-3), gamma=0.99, bootstrap_n=8)
+    ac = critic.ActorCritic(pi, v)
     cache = critic.NStepCache(env, n=8, gamma=0.99)
     rng = np.random.default_rng(seed)
     s, _ = env.reset(seed=seed)
@@ -46,6 +51,8 @@ def main(steps: int = 100_000, seed: int = 0, rollout: int = 512, epochs: int = 
         ac.sync_target_model(tau=1.0)  # pi_old <- pi for the next rollout's ratios
         if log and returns:
             print(f"step {t}: mean return of the last 20 episodes {np.mean(returns[-20:]):.1f}")
+        if callback is not None and callback(ac, t) is False:
+            break
     return ac, returns
 
 

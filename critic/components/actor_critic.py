@@ -211,5 +211,5 @@ def _frozen_q(q: QTypeI, x: Tensor, a: Tensor) -> Tensor:
     """Q(s, a) differentiable in ``a`` only: features and head weights enter detached."""
     with torch.no_grad():
         feats = q.features(x)
-    w, b = q.head.weight.detach(), q.head.bias.detach()
-    return nn.functional.linear(torch.cat([feats, a], -1), w, b).squeeze(-1)
+    frozen = {k: v.detach() for k, v in q.head.named_parameters()}
+    return torch.func.functional_call(q.head, frozen, (torch.cat([feats, a], -1),)).squeeze(-1)

@@ -26,7 +26,7 @@ from critic.distributions import Categorical, DiagGaussian, TanhGaussian
 from critic.losses.pg import UPDATE_STRATEGIES
 from critic.modules.actions import BoxScaler
 from critic.modules.target import freeze, polyak_update
-from critic.nn import encoder_for, is_image_space, mlp
+from critic.nn import encoder_for, is_image_space, mlp, set_cpu_threads
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -56,7 +56,7 @@ class FunctionApproximator:
 
     def __init__(self, env, lr: float = 1e-3, body: nn.Module | None = None,
                  hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", optimizer: str = "adam",
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", torch_threads: int = 0):
         if not lr > 0:
             raise ValueError(f"invalid value for 'lr': {lr!r} (allowed: a number > 0)")
         if optimizer not in ("adam", "rmsprop", "sgd"):
@@ -64,6 +64,11 @@ class FunctionApproximator:
         self.env = env if isinstance(env, gym.Env) else None
         self.observation_space, self.action_space = _spaces(env)
         self.lr, self.optimizer_name, self.device = float(lr), optimizer, torch.device(device)
+        if not isinstance(torch_threads, (int, np.integer)) or torch_threads < 0:
+            raise ValueError(f"invalid value for 'torch_threads': {torch_threads!r} (allowed: an integer >= 0, 0 = auto)")
+        # the agents' rule: one thread for narrow MLPs, several for 256-wide ones and images
+        set_cpu_threads(self.device, int(torch_threads), wide=is_image_space(self.observation_space)
+                        or (body is None and max(hidden_sizes) >= 256))
         if body is None:
             enc = encoder_for(self.observation_space)
             if is_image_space(self.observation_space):
@@ -79,8 +84,8 @@ class FunctionApproximator:
         self.feature_dim = int(feats.shape[1])
 
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
+        if self.optimizer_name == "adam":  # fused: one kernel over all tensors (CPU and CUDA)
+            return torch.optim.Adam(params, lr=self.lr, fused=self.device.type in ("cpu", "cuda"))
         if self.optimizer_name == "rmsprop":
             return torch.optim.RMSprop(params, lr=self.lr, alpha=0.99, eps=1e-5)
         return torch.optim.SGD(params, lr=self.lr)
@@ -101,7 +106,7 @@ class _Head(nn.Module):
     """Body (shared) + output layer, with a frozen target copy of both."""
 
     def __init__(self, func: FunctionApproximator, out_dim: int, extra_in: int = 0, gamma: float = 0.9,
-                 bootstrap_n: int = 1, bootstrap_with_target_model: bool = False):
+                 bootstrap_n: int = 1, bootstrap_with_target_model: bool = False, hidden: int = 0):
         super().__init__()
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"invalid value for 'gamma': {gamma!r} (allowed: a number in [0, 1])")
@@ -111,7 +116,10 @@ class _Head(nn.Module):
         self.gamma, self.bootstrap_n = float(gamma), int(bootstrap_n)
         self.bootstrap_with_target_model = bool(bootstrap_with_target_model)
         self.body = func.body
-        self.head = nn.Linear(func.feature_dim + extra_in, out_dim).to(func.device)
+        d = func.feature_dim + extra_in
+        # hidden > 0: one hidden ReLU layer mixes the state features with the action input
+        self.head = (nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)) if hidden
+                     else nn.Linear(d, out_dim)).to(func.device)
         self.target_model = freeze(copy.deepcopy(nn.ModuleDict({"body": self.body, "head": self.head})))
         self._optimizer: torch.optim.Optimizer | None = None
 
@@ -202,8 +210,8 @@ class V(_Head):
 
 
 class _Q(_Head):
-    def __init__(self, func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model, loss):
-        super().__init__(func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model)
+    def __init__(self, func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model, loss, hidden=0):
+        super().__init__(func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model, hidden)
         if loss not in ("mse", "huber"):
             raise ValueError(f"invalid value for 'loss': {loss!r} (allowed: mse, huber)")
         self.loss = loss
@@ -231,14 +239,18 @@ class _Q(_Head):
 
 
 class QTypeI(_Q):
-    """Type-I Q(s, a) -> one value: actions enter the head (one-hot for Discrete spaces).
-    ``q(s, a)`` -> float; ``q(s)`` -> all actions' values (Discrete only)."""
+    """Type-I Q(s, a) -> one value: the action (one-hot for Discrete spaces) joins the body's
+    state features in a head with one hidden ReLU layer (as wide as the features), so Q can
+    be non-linear in the action (a linear head would make the greedy action always a bound
+    and the action's effect independent of the state). ``q(s, a)`` -> float; ``q(s)`` -> all
+    actions' values (Discrete only)."""
 
     def __init__(self, func: FunctionApproximator, gamma: float = 0.9, bootstrap_n: int = 1,
                  bootstrap_with_target_model: bool = False, loss: str = "mse"):
         space = func.action_space
         extra = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
-        super().__init__(func, 1, extra, gamma, bootstrap_n, bootstrap_with_target_model, loss)
+        super().__init__(func, 1, extra, gamma, bootstrap_n, bootstrap_with_target_model, loss,
+                         hidden=func.feature_dim)
 
     def forward(self, x: Tensor, a: Tensor | None = None, target: bool = False) -> Tensor:
         f = self.features(x, target)

@@ -122,6 +122,26 @@ def test_sync_target_model_is_exact_polyak():
 
 # ----------------------------------------------------------------------------- update strategies
 
+def test_type_one_q_is_non_linear_in_the_action():
+    """Fitting Q(s, a) = -(a - 0.5)^2 on one state gives a concave curve in a: its second
+    difference q(-1) + q(1) - 2 q(0) is clearly negative (a head linear in the action, the bug
+    this guards against, gives exactly 0 whatever its weights)."""
+    from critic.envs.fake import ContinuousBanditEnv
+    env = ContinuousBanditEnv()
+    torch.manual_seed(0)
+    q = critic.QTypeI(critic.FunctionApproximator(env, lr=1e-2, hidden_sizes=(16,)))
+    rng = np.random.default_rng(0)
+    s = np.zeros((64, *env.observation_space.shape), np.float32)
+    for _ in range(400):
+        a = rng.uniform(-1, 1, (64, 1)).astype(np.float32)
+        q_hat = q.forward(torch.as_tensor(s), torch.as_tensor(a))
+        loss = (q_hat - torch.as_tensor(-(a[:, 0] - 0.5) ** 2)).square().mean()
+        q._step(loss)
+    grid = np.array([[-1.0], [0.0], [1.0]], np.float32)
+    values = q.batch_eval(np.zeros((3, *env.observation_space.shape), np.float32), grid)
+    assert values[0] + values[2] - 2 * values[1] < -1.0, values  # the true curve gives -2
+
+
 def _policy_loss_by_hand(policy, S, A, adv, strategy):
     x = torch.as_tensor(S)
     with torch.no_grad():
