@@ -447,7 +447,8 @@ class Agent:
             raise EnvError("cannot build an evaluation env from a vector env instance; pass an id or a callable")
         if isinstance(spec, gym.Env):
             return spec
-        return make_env(spec, render_mode=render_mode, allow_import=self.allow_import)
+        # Atari ids: whole games with raw rewards (no episodic life, no clipping) for evaluation.
+        return make_env(spec, render_mode=render_mode, allow_import=self.allow_import, atari_eval=True)
 
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: gym.Env | None = None,
                  seed: int | None = None) -> dict[str, Any]:

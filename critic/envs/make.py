@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from critic.envs.atari import is_atari_id
+
 
 EnvSpec = str | Callable[[], gym.Env] | gym.Env | gym.vector.VectorEnv
 
@@ -38,7 +40,7 @@ def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     extra = ""
-    if env_id.startswith("ALE/"):
+    if is_atari_id(env_id):
         extra = " (Atari ids need: pip install 'critic[atari]')"
     elif any(env_id.startswith(p) for p in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")):
         extra = " (MuJoCo ids need: pip install 'critic[mujoco]')"
@@ -46,7 +48,7 @@ def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
 
 
 def _maybe_register_extras(env_id: str) -> None:
-    if env_id.startswith("ALE/"):
+    if is_atari_id(env_id):
         try:
             import ale_py  # noqa: F401  (registers ALE/ ids)
             gym.register_envs(ale_py)
@@ -55,11 +57,21 @@ def _maybe_register_extras(env_id: str) -> None:
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
-             allow_import: tuple[str, ...] = (), **kwargs: Any) -> gym.Env:
-    """One (non-vector) env from an id or a callable; checks the result is a gymnasium.Env."""
+             allow_import: tuple[str, ...] = (), atari_eval: bool = False, **kwargs: Any) -> gym.Env:
+    """One (non-vector) env from an id or a callable; checks the result is a gymnasium.Env.
+
+    Atari ids get DeepMind preprocessing (``envs/atari.py``): the training variant (clipped
+    rewards, a life loss ends the learner's episode) by default, whole games with raw rewards
+    when ``atari_eval=True``. ``atari_eval`` is ignored for other envs.
+    """
     if isinstance(spec, str):
         check_env_id(spec, allow_import)
-        env = gym.make(spec, render_mode=render_mode, **kwargs) if render_mode else gym.make(spec, **kwargs)
+        if is_atari_id(spec):
+            from critic.envs.atari import make_atari
+            env = make_atari(spec, clip_reward=not atari_eval, episodic_life=not atari_eval,
+                             render_mode=render_mode, **kwargs)
+        else:
+            env = gym.make(spec, render_mode=render_mode, **kwargs) if render_mode else gym.make(spec, **kwargs)
     elif isinstance(spec, gym.Env):
         env = spec
     elif callable(spec):

@@ -5,6 +5,12 @@ true final observation in ``info["final_obs"]``. :class:`EnvStepper` returns bot
 ``next_obs`` (the true s_{t+1}, what storage and bootstrapping must use) and ``obs`` (what the
 agent acts on next, a reset observation where an episode ended). It also keeps the raw episode
 returns and lengths, and refuses non-finite observations or rewards with the env index and step.
+
+Atari training envs (``envs/atari.py``) end the learner's episode at each life loss and clip
+rewards; they report ``final_info["episode_score"]`` at each such end: the raw score of the
+whole game, or NaN when only a life was lost. The stepper reports that score as the episode
+return (and the game's length in steps), and no episode at a life loss. It is read only on
+steps where some sub-env finished, so other envs pay nothing for it.
 """
 
 from __future__ import annotations
@@ -77,10 +83,17 @@ class EnvStepper:
                 next_obs[i] = info["final_obs"][i]
             self._check_obs(next_obs, "step (final observation)")
             step.next_obs = next_obs
-            step.episode_returns = self._ep_ret[done].tolist()
-            step.episode_lengths = self._ep_len[done].tolist()
-            self._ep_ret[done] = 0
-            self._ep_len[done] = 0
+            ended, returns = done, self._ep_ret
+            final_info = info.get("final_info")
+            if final_info is not None and "episode_score" in final_info:
+                has = np.asarray(final_info["_episode_score"], dtype=bool) & done
+                score = np.asarray(final_info["episode_score"], dtype=np.float64)
+                ended = done & ~(has & np.isnan(score))  # a life lost, the game goes on
+                returns = np.where(has, score, self._ep_ret)
+            step.episode_returns = returns[ended].tolist()
+            step.episode_lengths = self._ep_len[ended].tolist()
+            self._ep_ret[ended] = 0
+            self._ep_len[ended] = 0
         return step
 
     def _check_obs(self, obs: np.ndarray, where: str) -> None:
