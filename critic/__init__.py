@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from critic.agent import Agent, NonFiniteError, load  # noqa: E402
 from critic.algos.a2c import A2C, A2CConfig  # noqa: E402
+from critic.algos.a3c import A3C, A3CConfig  # noqa: E402
 from critic.algos.acer import ACER, ACERConfig  # noqa: E402
 from critic.algos.ddpg import DDPG, DDPGConfig  # noqa: E402
 from critic.algos.ppo import PPO, PPOConfig  # noqa: E402
@@ -14,8 +15,9 @@ from critic.components import (ActorCritic, FunctionApproximator, GaussianPolicy
                                NStepCache, QTypeI, QTypeII, SoftActorCritic, SoftmaxPolicy, V)
 from critic.config import ConfigError  # noqa: E402
 from critic.envs.make import EnvError  # noqa: E402
+from critic.runners.local import WorkerError  # noqa: E402
 
-__all__ = ["A2C", "A2CConfig", "ACER", "ACERConfig", "ActorCritic", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig",
+__all__ = ["A2C", "A2CConfig", "A3C", "A3CConfig", "ACER", "ACERConfig", "ActorCritic", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig",
            "EnvError", "FunctionApproximator", "GaussianPolicy", "MonteCarloCache", "NStepCache", "NonFiniteError",
            "PPO", "PPOConfig", "QTypeI", "QTypeII", "SAC", "SACConfig", "SoftActorCritic", "SoftmaxPolicy", "TD3",
-           "TD3Config", "V", "__version__", "load"]
+           "TD3Config", "V", "WorkerError", "__version__", "load"]

@@ -141,6 +141,12 @@ class Agent:
     def _rollout_len(self) -> int:
         return self.cfg.n_steps  # type: ignore[attr-defined]
 
+    def _learn_begin(self, target: int) -> None:
+        """Called by ``learn`` before its first iteration (``target``: the env step to reach)."""
+
+    def _learn_end(self) -> None:
+        """Called by ``learn`` when it stops for any reason (target, callback, Ctrl-C, error)."""
+
     def _episodic(self) -> bool:
         return False
 
@@ -235,6 +241,7 @@ class Agent:
         pending: list[float] = []
         metrics: dict[str, torch.Tensor] = {}
         try:
+            self._learn_begin(target)
             while self.env_steps < target and not interrupted.is_set():
                 metrics = self._iteration(target)
                 new_eps = self._take_finished_returns()
@@ -272,8 +279,11 @@ class Agent:
                     if callback(self, info) is False:
                         break
         finally:
-            progress.close()
-            self._restore_sigint(old_handler)
+            try:
+                self._learn_end()
+            finally:
+                progress.close()
+                self._restore_sigint(old_handler)
             self._run["wall"], self._run["train"] = clock.wall, clock.train
         if run is not None:
             self._save_run_checkpoint(run_dir, clock)

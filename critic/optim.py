@@ -45,8 +45,8 @@ def flatten_(params: Iterable[nn.Parameter]) -> torch.Tensor:
     return flat
 
 
-def backward_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> None:
-    """zero grads, backward, clip the global gradient norm (no host sync), step."""
+def backward_clip(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> None:
+    """zero the gradients of ``opt``'s parameters, backward, clip their global norm (no host sync)."""
     opt.zero_grad(set_to_none=False)  # the flat gradient buffer must stay in place
     loss.backward()
     if max_grad_norm is not None:
@@ -57,4 +57,9 @@ def backward_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm:
         coef = (max_grad_norm / (total + 1e-6)).clamp_(max=1.0)
         for g in grads:
             g.mul_(coef)
+
+
+def backward_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> None:
+    """zero grads, backward, clip the global gradient norm (no host sync), step."""
+    backward_clip(opt, loss, max_grad_norm)
     opt.step()

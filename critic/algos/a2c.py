@@ -43,9 +43,9 @@ class A2CConfig(OnPolicyConfig):
               "1 when episodic=True (one episode per update)")
 
 
-def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-           cfg: A2CConfig) -> dict[str, torch.Tensor]:
-    """One gradient step on a whole rollout ``[T, N]``."""
+def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
+         cfg: A2CConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The actor-critic loss of a whole rollout ``[T, N]`` (A2C's, and each A3C worker's)."""
     r, v, nv = batch["rewards"], batch["values"], batch["next_values"]
     term, trunc = batch["terminated"], batch["truncated"]
     if cfg.episodic:
@@ -64,13 +64,20 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
     dist = nets.dist(params)
     pi_loss, metrics = policy_loss("vanilla", dist, actions, adv)
     vf_loss, _ = value_loss(values, ret, "huber" if cfg.episodic else cfg.value_loss)
-    loss = pi_loss + cfg.vf_coef * vf_loss
+    total = pi_loss + cfg.vf_coef * vf_loss
     if cfg.ent_coef > 0:
         ent_loss, m = entropy_loss(dist.entropy())
-        loss = loss + cfg.ent_coef * ent_loss
+        total = total + cfg.ent_coef * ent_loss
         metrics.update(m)
-    backward_step(opt, loss, cfg.max_grad_norm)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
+    return total, metrics
+
+
+def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+           cfg: A2CConfig) -> dict[str, torch.Tensor]:
+    """One gradient step on a whole rollout ``[T, N]``."""
+    total, metrics = loss(nets, batch, cfg)
+    backward_step(opt, total, cfg.max_grad_norm)
     return metrics
 
 

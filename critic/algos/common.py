@@ -10,7 +10,11 @@ from critic.optim import flatten_
 
 def make_optimizer(module: torch.nn.Module, cfg: OnPolicyConfig) -> torch.optim.Optimizer:
     """Adam (fused) or RMSprop over the module's parameters, flattened into one tensor."""
-    params = [flatten_(module.parameters())]
+    return optimizer_for([flatten_(module.parameters())], cfg)
+
+
+def optimizer_for(params: list[torch.Tensor], cfg: OnPolicyConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` asks for over ``params`` (A3C workers build theirs over shared ones)."""
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps,
                                    foreach=True)

@@ -9,6 +9,7 @@ from critic.config import ConfigError
 
 ALGOS = {
     "a2c": ("critic.algos.a2c", "A2C"),
+    "a3c": ("critic.algos.a3c", "A3C"),
     "acer": ("critic.algos.acer", "ACER"),
     "ddpg": ("critic.algos.ddpg", "DDPG"),
     "ppo": ("critic.algos.ppo", "PPO"),

@@ -129,3 +129,47 @@ class TinyImageEnv(gym.Env):
         r = float(int(action) == self.target)
         self.t += 1
         return self._obs(), r, False, self.t >= self.length, {}
+
+
+class FailingEnv(gym.Wrapper):
+    """Raises (``mode='raise'``), hangs (``'hang'``) or kills its process (``'exit'``) at its
+    ``after``-th step: for tests of how distributed workers survive a broken environment.
+
+    With ``marker`` (a file path) it fails only once across processes: the first instance to
+    reach the step creates the file, later instances (a restarted worker) run normally.
+    """
+
+    def __init__(self, env: gym.Env, after: int = 100, mode: str = "raise", marker: str | None = None):
+        super().__init__(env)
+        if mode not in ("raise", "hang", "exit"):
+            raise ValueError(f"mode must be 'raise', 'hang' or 'exit', got {mode!r}")
+        self.after, self.mode, self.marker, self.t = after, mode, marker, 0
+
+    def step(self, action):
+        self.t += 1
+        if self.t == self.after and self._claim():
+            if self.mode == "raise":
+                raise RuntimeError(f"environment exploded at step {self.t}")
+            if self.mode == "exit":
+                import os
+                os._exit(3)
+            import time
+            while True:
+                time.sleep(1)
+        return self.env.step(action)
+
+    def _claim(self) -> bool:
+        if self.marker is None:
+            return True
+        import os
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False
+
+
+def failing_env(env_id: str = "CartPole-v1", after: int = 100, mode: str = "raise",
+                marker: str | None = None) -> gym.Env:
+    """``FailingEnv(gym.make(env_id), ...)``; module-level, so ``functools.partial`` of it pickles."""
+    return FailingEnv(gym.make(env_id), after, mode, marker)
