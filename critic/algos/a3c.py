@@ -96,9 +96,6 @@ class A3CWorker:
         agent = self.agent
         agent._obs = agent._norm_obs(agent.stepper.reset(seed=agent.cfg.seed), update=True)
 
-    def before_update(self, opt: torch.optim.Optimizer, env_steps: int, span: tuple[int, int]) -> None:
-        apply_lr_schedule(opt, self.cfg, env_steps, span)
-
     def rollout_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[float]]:
         """Pull ``params``, collect one rollout, return (clipped gradient, metrics, finished returns)."""
         with torch.no_grad():
@@ -108,6 +105,17 @@ class A3CWorker:
         total, metrics = a2c.loss(self.agent.nets, self.agent.buffer.view(), self.cfg)
         backward_clip(self.opt, total, self.cfg.max_grad_norm)
         return self.flat.grad, metrics, self.agent._take_finished_returns()
+
+
+@dataclass
+class LRSchedule:
+    """``schedule(opt, env_steps, span)``: the config's learning-rate schedule, applied by whoever
+    steps the shared optimizer (a worker process, or the Ray parameter server)."""
+
+    cfg: A3CConfig
+
+    def __call__(self, opt: torch.optim.Optimizer, env_steps: int, span: tuple[int, int]) -> None:
+        apply_lr_schedule(opt, self.cfg, env_steps, span)
 
 
 @dataclass
@@ -153,10 +161,12 @@ class A3C(Agent):
     def _make_runner(self):
         cfg = self.cfg
         factory = WorkerFactory(self._env_spec, cfg, self.allow_import)
+        make_opt = functools.partial(optimizer_for, cfg=cfg)
+        schedule = LRSchedule(cfg) if cfg.lr_schedule != "constant" else None
         if cfg.backend == "ray":
             from critic.runners.ray import RayA3CRunner
-            return RayA3CRunner(factory, self.optims["main"], cfg)
-        return LocalRunner(factory, functools.partial(optimizer_for, cfg=cfg), self.optims["main"], cfg.workers,
+            return RayA3CRunner(factory, make_opt, self.optims["main"], cfg, schedule)
+        return LocalRunner(factory, make_opt, self.optims["main"], cfg.workers, schedule=schedule,
                            max_restarts=cfg.max_restarts, worker_timeout=cfg.worker_timeout,
                            start_method=cfg.start_method)
 

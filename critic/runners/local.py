@@ -81,7 +81,8 @@ def attach_state(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> No
         opt.state[p] = st
 
 
-def _worker_main(wid: int, gen: int, factory: Callable, make_opt: Callable, shared: list[torch.Tensor],
+def _worker_main(wid: int, gen: int, factory: Callable, make_opt: Callable, schedule: Callable | None,
+                 shared: list[torch.Tensor],
                  states: list[dict[str, Any]], steps: torch.Tensor, updates: torch.Tensor,
                  beat: torch.Tensor, idle: torch.Tensor, started: torch.Tensor, control: torch.Tensor,
                  queue: Any) -> None:
@@ -108,7 +109,8 @@ def _worker_main(wid: int, gen: int, factory: Callable, make_opt: Callable, shar
                 idle[wid] = 1
                 time.sleep(0.002)
                 continue
-            worker.before_update(opt, int(control[1]) + int(steps.sum()), (int(control[1]), int(control[2])))
+            if schedule is not None:
+                schedule(opt, int(control[1]) + int(steps.sum()), (int(control[1]), int(control[2])))
             grad, m, rets = worker.rollout_gradient(flat)
             flat.grad = grad
             opt.step()
@@ -134,8 +136,8 @@ class LocalRunner:
     """``workers`` processes running ``factory``'s workers against ``params`` (one flat tensor)."""
 
     def __init__(self, factory: Callable, make_opt: Callable, opt: torch.optim.Optimizer, workers: int, *,
-                 max_restarts: int = 3, worker_timeout: float = 60.0, start_method: str = "spawn"):
-        self.factory, self.make_opt, self.n = factory, make_opt, workers
+                 schedule: Callable | None = None, max_restarts: int = 3, worker_timeout: float = 60.0, start_method: str = "spawn"):
+        self.factory, self.make_opt, self.schedule, self.n = factory, make_opt, schedule, workers
         self.max_restarts, self.timeout = max_restarts, worker_timeout
         self.ctx = mp.get_context(start_method)
         share_optimizer_state_(opt)
@@ -179,7 +181,7 @@ class LocalRunner:
         self.idle[w] = 0
         self.started[w] = 0
         p = self.ctx.Process(target=_worker_main, name=f"critic-worker-{w}", daemon=True,
-                             args=(w, self.gens[w], self.factory, self.make_opt, self.shared, self.states,
+                             args=(w, self.gens[w], self.factory, self.make_opt, self.schedule, self.shared, self.states,
                                    self.steps, self.updates, self.beat, self.idle, self.started, self.control,
                                    self.queue))
         p.start()

@@ -5,13 +5,13 @@ from critic.cli import find_preset, read_preset
 
 
 def reach(algo: str, preset: str, bar: float, budget: int = 100_000, every: int = 10_000, seed: int = 0,
-          env_id: str = "CartPole-v1"):
+          env_id: str = "CartPole-v1", **overrides):
     """Evaluate (10 deterministic episodes) every ``every`` steps; stop at the first mean >= ``bar``.
 
     Returns the evaluation history ``[(env_steps, mean), ...]``.
     """
     data = read_preset(find_preset(preset, algo))
-    agent = get_algo(algo)(env_id, **{**data["hparams"], "seed": seed})
+    agent = get_algo(algo)(env_id, **{**data["hparams"], "seed": seed, **overrides})
     evals = agent._run["evals"]
 
     def stop_when_reached(agent, info):

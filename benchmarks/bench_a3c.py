@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""A3C scaling on CartPole-v1: env steps/s and time to solve by worker count and backend.
+
+For each configuration (local runner with 1, 2 and 4 workers; Ray runner with 2 workers on a
+local cluster when ``ray`` is installed), every worker with the ``a3c_cartpole`` preset's
+settings (4 envs, 5-step rollouts):
+
+1. ``throughput``: ``--steps`` env steps without evaluation; steps/s measured from the first
+   counted step to the end (worker start-up excluded, and reported separately).
+2. ``solve``: seeds 0-2, evaluation (10 deterministic episodes, clock paused, workers paused)
+   every ``--eval-every`` steps; train seconds and env steps to the first evaluation >= 475.
+
+Parallel efficiency = speed-up over 1 local worker / usable cores, usable cores = min(workers,
+CPU cores). Each configuration runs in its own subprocess, one torch thread per worker.
+
+    python benchmarks/bench_a3c.py                     # about 5 minutes on 2 cores
+    python benchmarks/bench_a3c.py --configs local:1 local:2 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def worker(spec: dict) -> dict:
+    import critic
+    from critic.cli import find_preset, read_preset
+
+    backend, workers = spec["config"].split(":")
+    hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "workers": int(workers), "backend": backend,
+          "seed": spec["seed"]}
+    if backend == "ray":
+        hp["address"] = spec.get("address")
+    agent = critic.A3C("CartPole-v1", **hp)
+    marks: list[tuple[float, int]] = []
+    t_start = time.perf_counter()
+    try:
+        if spec["part"] == "throughput":
+            def mark(a, info):
+                if a.env_steps > 0:
+                    marks.append((time.perf_counter(), a.env_steps))
+            agent.learn(spec["steps"], mark, progress_bar=False)
+            t_end, steps_end = time.perf_counter(), agent.env_steps
+            t0, s0 = marks[0]
+            return {"sps": (steps_end - s0) / (t_end - t0), "startup_s": t0 - t_start, "env_steps": steps_end,
+                    "restarts": agent.worker_restarts}
+        evals = agent._run["evals"]
+        agent.learn(spec["budget"], lambda a, i: not (evals and evals[-1]["mean"] >= 475),
+                    eval_every=spec["eval_every"], progress_bar=False)
+        hit = next((e for e in evals if e["mean"] >= 475), None)
+        return {"solved_steps": hit["env_steps"] if hit else None,
+                "solved_seconds": hit["train_seconds"] if hit else None,
+                "evals": [(e["env_steps"], round(e["mean"], 1)) for e in evals]}
+    finally:
+        agent.close()
+
+
+def run(spec: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()
+        return {"error": tail[-1] if tail else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=["local:1", "local:2", "local:4", "ray:2"])
+    ap.add_argument("--parts", nargs="+", default=["throughput", "solve"], choices=["throughput", "solve"])
+    ap.add_argument("--steps", type=int, default=60_000, help="env steps of a throughput run")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=300_000)
+    ap.add_argument("--eval-every", type=int, default=5_000)
+    ap.add_argument("--repeats", type=int, default=2, help="throughput runs per configuration (median)")
+    ap.add_argument("--address", default=None, help="Ray address for ray:N configs (default: a local Ray)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return
+    import platform
+
+    import torch
+    cores = os.cpu_count() or 1
+    configs = list(a.configs)
+    if any(c.startswith("ray:") for c in configs):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("ray is not installed (pip install 'critic[ray]'): skipping", [c for c in configs if c.startswith("ray")])
+            configs = [c for c in configs if not c.startswith("ray:")]
+    print(f"bench_a3c {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cores} cores, load "
+          f"{[round(x, 2) for x in os.getloadavg()]}; python {platform.python_version()}, torch {torch.__version__}",
+          flush=True)
+    results: dict = {"args": vars(a), "cores": cores, "throughput": {}, "solve": {}}
+    if "throughput" in a.parts:
+        for c in configs:
+            rs = [run({"part": "throughput", "config": c, "seed": 0, "steps": a.steps, "address": a.address})
+                  for _ in range(a.repeats)]
+            results["throughput"][c] = rs
+            print(f"  throughput {c}: " + ", ".join(r.get("error") or f"{r['sps']:,.0f} steps/s "
+                                                    f"(start-up {r['startup_s']:.1f} s)" for r in rs), flush=True)
+    if "solve" in a.parts:
+        for c in configs:
+            rs = [run({"part": "solve", "config": c, "seed": s, "budget": a.budget, "eval_every": a.eval_every,
+                       "address": a.address}) for s in a.seeds]
+            results["solve"][c] = rs
+            print(f"  solve {c}: " + "; ".join(r.get("error") or f"{r['solved_steps']} steps, {r['solved_seconds']} s"
+                                             for r in rs), flush=True)
+    print(table(results, configs, cores, a))
+    out = Path(a.out or f"benchmarks/out/a3c-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {out}")
+
+
+def table(results: dict, configs: list[str], cores: int, a) -> str:
+    def sps(c):
+        ok = [r["sps"] for r in results["throughput"].get(c, []) if "sps" in r]
+        return statistics.median(ok) if ok else None
+
+    def solve(c, key):
+        rs = results["solve"].get(c, [])
+        if not rs or any("error" in r for r in rs):
+            return None
+        return statistics.median([r[key] if r[key] is not None else float("inf") for r in rs])
+
+    base = sps("local:1")
+    lines = ["", f"| backend | workers | env steps/s | speed-up | usable cores | parallel efficiency | "
+             f"median steps to 475 | median train s to 475 |", "|---|---|---|---|---|---|---|---|"]
+    for c in configs:
+        backend, w = c.split(":")
+        s = sps(c)
+        usable = min(int(w), cores)
+        up = s / base if s and base else None
+        eff = up / usable if up else None
+        st, sec = solve(c, "solved_steps"), solve(c, "solved_seconds")
+        lines.append(f"| {backend} | {w} | {f'{s:,.0f}' if s else '—'} | {f'{up:.2f}x' if up else '—'} | {usable} | "
+                     f"{f'{eff:.0%}' if eff else '—'}{' (target ≥ 80%: ' + ('yes' if eff >= 0.8 else '**no**') + ')' if eff else ''} | "
+                     f"{f'{st:,.0f}' if st is not None else '—'} | {f'{sec:.1f}' if sec is not None else '—'} |")
+    lines.append(f"\nThroughput: {a.steps:,} env steps without evaluation, median of {a.repeats} runs, start-up "
+                 f"excluded. Solve: seeds {a.seeds}, evaluation every {a.eval_every:,} steps, budget {a.budget:,}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
