@@ -10,7 +10,10 @@ runner orchestrates), with Ray actors instead of processes and shared memory:
 * **worker** actors (one CPU each when the cluster has enough, a fraction otherwise) each run
   the algorithm's worker: pull, rollout, gradient, push, repeated for about
   ``_SLICE_S`` seconds per call so the learner's bookkeeping stays off the hot path. Workers
-  push directly to the parameter server, asynchronously from each other.
+  push directly to the parameter server, asynchronously from each other, and keep one push in
+  flight while the next rollout runs (that rollout uses the parameters the previous push
+  returned: one update staler than a blocking push, hiding the round trip). Parameters and
+  gradients travel as NumPy arrays (Ray serialises them faster than tensors).
 * the learner polls the calls; a worker whose call fails (actor died, env raised) or does not
   return within ``worker_timeout`` is killed and replaced by a new actor (new env seeds) that
   pulls the latest parameters; past ``max_restarts`` restarts of one worker,
@@ -27,6 +30,7 @@ import time
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 
 from critic.runners.local import _START_TIMEOUT_S, WorkerError
@@ -89,17 +93,17 @@ def _remote_classes():
         def set_budget(self, base: int, target: int) -> None:
             self.base, self.target, self.steps, self.updates = base, target, 0, 0
 
-        def pull(self) -> torch.Tensor:
-            return self.flat
+        def pull(self) -> np.ndarray:
+            return self.flat.detach().numpy()
 
-        def push(self, grad: torch.Tensor, steps: int) -> tuple[torch.Tensor, bool]:
+        def push(self, grad: np.ndarray, steps: int) -> tuple[np.ndarray, bool]:
             if self.schedule is not None:
                 self.schedule(self.opt, self.base + self.steps, (self.base, self.target))
-            self.flat.grad = grad
+            self.flat.grad = torch.from_numpy(grad.copy())
             self.opt.step()
             self.steps += steps
             self.updates += 1
-            return self.flat, self.base + self.steps >= self.target
+            return self.flat.detach().numpy(), self.base + self.steps >= self.target
 
         def counts(self) -> tuple[int, int]:
             return self.steps, self.updates
@@ -122,13 +126,19 @@ def _remote_classes():
         def run(self, ps: Any, slice_s: float) -> tuple[list[float], dict[str, float], bool]:
             """Rollouts for about ``slice_s`` seconds; returns (episode returns, metrics, budget reached)."""
             w = self.worker
-            params = ray.get(ps.pull.remote())
-            t0, returns, metrics, done = time.monotonic(), [], {}, False
+            params = torch.from_numpy(ray.get(ps.pull.remote()).copy())  # Ray's arrays are read-only
+            t0, returns, metrics, done, pending = time.monotonic(), [], {}, False, None
             while not done and time.monotonic() - t0 < slice_s:
                 grad, m, rets = w.rollout_gradient(params)
-                params, done = ray.get(ps.push.remote(grad.clone(), w.steps_per_rollout))
+                if pending is not None:  # the previous push's result: newer parameters
+                    latest, done = ray.get(pending)
+                    params = torch.from_numpy(latest.copy())
+                # the push travels while the next rollout runs (arguments are serialised here)
+                pending = ps.push.remote(grad.numpy(), w.steps_per_rollout)
                 returns.extend(rets)
                 metrics = {k: float(v) for k, v in m.items()}
+            if pending is not None:
+                done = ray.get(pending)[1] or done
             return returns, metrics, done
 
     return ParameterServer, Worker
