@@ -122,8 +122,10 @@ class Agent:
         self._build()
         if cfg.compile:
             self._compile()
+        self._sampler: Any = None
         if self.storage == "rollout":
-            self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs, obs_space, act_space, self.device)
+            self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs * self._samplers(), obs_space, act_space,
+                                        self.device)
         elif self.storage == "replay":  # policies act in [-1, 1] on Box spaces; replay stores that range
             self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_space, act_space, cfg.gamma,
                                        cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
@@ -401,7 +403,25 @@ class Agent:
         return row
 
     # ------------------------------------------------------------------ on-policy collection
+    def _samplers(self) -> int:
+        """Ray sampling workers (backend='ray' for on-policy algorithms), else 1 (this process)."""
+        return self.cfg.workers if getattr(self.cfg, "backend", "local") == "ray" and self.storage == "rollout" else 1
+
+    def _collect_remote(self) -> None:
+        """One rollout from every Ray sampling worker, with the current weights, side by side."""
+        if self._sampler is None:
+            from critic.runners.ray import RaySampler, SamplerFactory
+            self._sampler = RaySampler(SamplerFactory(type(self), self._env_spec, self.cfg, self.allow_import),
+                                       self.cfg)
+        flat = self.optims["main"].param_groups[0]["params"][0]
+        parts, returns = self._sampler.collect(flat.detach().cpu().numpy())
+        self.buffer.load_parts(parts)
+        self.env_steps += self.buffer.t * self.buffer.N
+        self._record_episodes(returns)
+
     def _collect_rollout(self) -> None:
+        if self._samplers() > 1 or getattr(self.cfg, "backend", "local") == "ray":
+            return self._collect_remote()
         buf, nets, stepper, dev = self.buffer, self.nets, self.stepper, self.device
         assert stepper is not None and self._obs is not None
         episodic = self._episodic()
@@ -596,6 +616,9 @@ class Agent:
             print(f"critic: could not draw the learning curve: {e}")
 
     def close(self) -> None:
+        if getattr(self, "_sampler", None) is not None:
+            self._sampler.close()
+            self._sampler = None
         if self.venv is not None:
             self.venv.close()
         if self._eval_env is not None and self._eval_env is not self._env_spec:

@@ -96,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             if flag not in cls.config_cls.field_names():
-                raise CLIError(f"--{flag} is not an option of {cls.algo} (it is for a3c)")
+                raise CLIError(f"--{flag} is not an option of {cls.algo} (it is for a3c, and for ppo and a2c "
+                               "with --backend ray)")
             hparams[flag] = value
     steps = args.steps if args.steps is not None else steps
     if steps <= 0:
@@ -276,8 +277,8 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation (default 10)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     t.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--workers", type=int, help="asynchronous workers (a3c)")
-    t.add_argument("--backend", choices=("local", "ray"), help="where a3c's workers run (default local)")
+    t.add_argument("--workers", type=int, help="asynchronous workers (a3c), or Ray sampling workers (ppo, a2c)")
+    t.add_argument("--backend", choices=("local", "ray"), help="where workers run (default local)")
     t.add_argument("--address", help="Ray cluster address for --backend ray (default: start Ray locally)")
     t.add_argument("--allow-import", action="append", metavar="MODULE",
                    help="allow env ids of the form MODULE:Env to import MODULE")

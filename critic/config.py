@@ -283,6 +283,8 @@ def dump_yaml(data: dict[str, Any]) -> str:
 class OnPolicyConfig(Config):
     """Fields shared by the on-policy actor-critics (A2C, PPO)."""
 
+    _local_workers: typing.ClassVar[bool] = False  # A3C: several workers on the local backend
+
     n_steps: int = 5
     """Rollout length per env between updates."""
     gae_lambda: float = 1.0
@@ -311,10 +313,31 @@ class OnPolicyConfig(Config):
     """Orthogonal initialisation (policy head gain 0.01, value head gain 1)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of Gaussian policies (Box actions)."""
+    backend: str = "local"
+    """'local' (this process) or 'ray' (rollouts collected by `workers` Ray actors, num_envs each)."""
+    workers: int = 1
+    """Sampling workers with backend='ray' (each runs num_envs envs; one learner updates)."""
+    address: str | None = None
+    """Ray cluster address for backend='ray' (e.g. 'auto' or 'HEAD_IP:6379'); None starts Ray locally."""
+    max_restarts: int = 3
+    """Restarts allowed per worker after it dies or hangs; one more failure stops training with an error."""
+    worker_timeout: float = 60.0
+    """Seconds without progress after which a worker counts as hung: it is killed and restarted."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.n_steps >= 1, "n_steps", self.n_steps, "an integer >= 1")
+        check_choice("backend", self.backend, ("local", "ray"))
+        check(self.workers >= 1, "workers", self.workers, "an integer >= 1")
+        check(self.max_restarts >= 0, "max_restarts", self.max_restarts, "an integer >= 0")
+        check(self.worker_timeout > 0, "worker_timeout", self.worker_timeout, "a number of seconds > 0")
+        check(self.backend == "ray" or self.workers == 1 or self._local_workers, "workers", self.workers,
+              "1 with backend='local' (more sampling workers need backend='ray'; asynchronous workers "
+              "on this machine are A3C's: critic.A3C)")
+        if self.backend == "ray" and not self._local_workers:
+            for name in ("normalize_obs", "normalize_reward"):
+                check(not getattr(self, name), name, True,
+                      "false with backend='ray' (each sampling worker would keep its own statistics)")
         check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "a number in [0, 1]")
         check(self.ent_coef >= 0 and math.isfinite(self.ent_coef), "ent_coef", self.ent_coef, "a number >= 0")
         check(self.vf_coef >= 0 and math.isfinite(self.vf_coef), "vf_coef", self.vf_coef, "a number >= 0")

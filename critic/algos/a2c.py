@@ -41,6 +41,8 @@ class A2CConfig(OnPolicyConfig):
         super().__post_init__()
         check(not self.episodic or self.num_envs == 1, "num_envs", self.num_envs,
               "1 when episodic=True (one episode per update)")
+        check(not self.episodic or self.backend == "local", "backend", self.backend,
+              "'local' when episodic=True (episodes end at different times on different workers)")
 
 
 def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import pickle
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import torch
@@ -31,7 +31,7 @@ import torch
 from critic.agent import Agent
 from critic.algos import a2c
 from critic.algos.a2c import A2C, A2CConfig
-from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for
+from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for, worker_hparams
 from critic.config import ConfigError, check, check_choice
 from critic.modules.policies import ActorCriticNet
 from critic.optim import backward_clip
@@ -42,6 +42,8 @@ __all__ = ["A3C", "A3CConfig", "A3CWorker", "WorkerError"]
 
 @dataclass(kw_only=True)
 class A3CConfig(A2CConfig):
+    _local_workers: ClassVar[bool] = True
+
     workers: int = 2
     """Asynchronous workers (processes with backend='local', Ray actors with backend='ray')."""
     num_envs: int = 1
@@ -50,21 +52,11 @@ class A3CConfig(A2CConfig):
     """Entropy bonus coefficient."""
     backend: str = "local"
     """'local' (processes on this machine, parameters in shared memory) or 'ray' (a Ray cluster)."""
-    address: str | None = None
-    """Ray cluster address for backend='ray' (e.g. 'auto' or 'HEAD_IP:6379'); None starts Ray locally."""
-    max_restarts: int = 3
-    """Restarts allowed per worker after it dies or hangs; one more failure stops training with an error."""
-    worker_timeout: float = 60.0
-    """Seconds without progress after which a worker counts as hung: it is killed and restarted."""
     start_method: str = "spawn"
     """How the local backend starts worker processes: 'spawn', 'forkserver' or 'fork'."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.workers >= 1, "workers", self.workers, "an integer >= 1")
-        check_choice("backend", self.backend, ("local", "ray"))
-        check(self.max_restarts >= 0, "max_restarts", self.max_restarts, "an integer >= 0")
-        check(self.worker_timeout > 0, "worker_timeout", self.worker_timeout, "a number of seconds > 0")
         check_choice("start_method", self.start_method, ("spawn", "forkserver", "fork"))
         check(not self.normalize_obs, "normalize_obs", self.normalize_obs,
               "false for A3C (each worker would keep its own statistics)")
@@ -76,11 +68,7 @@ class A3CConfig(A2CConfig):
 
     def worker_config(self, worker_id: int, generation: int) -> dict[str, Any]:
         """The A2C config of one worker: its own seed (new envs after each restart), one thread."""
-        names = {f.name for f in fields(A2CConfig)}
-        data = {k: v for k, v in self.to_dict().items() if k in names}
-        data["seed"] = self.seed + 1000 * (worker_id + 1) + 100_003 * generation
-        data["torch_threads"] = 1
-        return data
+        return worker_hparams(self, A2CConfig, worker_id, generation)
 
 
 class A3CWorker:

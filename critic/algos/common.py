@@ -32,3 +32,14 @@ def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps
     for g in opt.param_groups:
         g["lr"] = cfg.learning_rate * max(frac, 0.0)
 
+
+
+def worker_hparams(cfg: OnPolicyConfig, config_cls: type, worker_id: int, generation: int) -> dict:
+    """The config of one worker's in-process agent (A3C worker, Ray sampler): the fields of
+    ``config_cls``, its own seed (new envs after each restart), one torch thread, no backend."""
+    names = set(config_cls.field_names())
+    data = {k: v for k, v in cfg.to_dict().items() if k in names}
+    data["seed"] = cfg.seed + 1000 * (worker_id + 1) + 100_003 * generation
+    data["torch_threads"] = 1
+    data.update(backend="local", workers=1, address=None)
+    return data

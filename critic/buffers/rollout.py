@@ -90,5 +90,17 @@ class RolloutBuffer:
         t = self.t
         return {k: torch.from_numpy(getattr(self, k)[:t]).to(self.device) for k in FIELDS}
 
+    def load_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
+        """Fill the buffer with finished rollouts ``[T, n_i, ...]`` of several samplers, side by
+        side along the env axis (their ``next_values`` already computed by their ``finish``)."""
+        T = parts[0]["rewards"].shape[0]
+        if any(p["rewards"].shape[0] != T for p in parts) or sum(p["rewards"].shape[1] for p in parts) != self.N:
+            raise ValueError(f"sampler rollouts {[p['rewards'].shape for p in parts]} do not fill [T, {self.N}]")
+        if T > self.T:
+            self._alloc(T)
+        for k in FIELDS:
+            np.concatenate([p[k] for p in parts], axis=1, out=getattr(self, k)[:T])
+        self.t = T
+
     def reset(self) -> None:
         self.t = 0

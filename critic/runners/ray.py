@@ -141,7 +141,33 @@ def _remote_classes():
                 done = ray.get(pending)[1] or done
             return returns, metrics, done
 
-    return ParameterServer, Worker
+    @ray.remote
+    class Sampler:
+        """An in-process agent of the learner's algorithm that only collects rollouts."""
+
+        def __init__(self, factory: Any, wid: int, gen: int):
+            torch.set_num_threads(1)
+            self.agent = factory(wid, gen)
+            a = self.agent
+            a._obs = a._norm_obs(a.stepper.reset(seed=a.cfg.seed), update=True)
+            self.flat = a.optims["main"].param_groups[0]["params"][0]
+
+        def node(self) -> str:
+            import os
+
+            return f"{ray.get_runtime_context().get_node_id()}:{os.getpid()}"
+
+        def collect(self, params: np.ndarray) -> tuple[dict[str, np.ndarray], list[float]]:
+            from critic.buffers.rollout import FIELDS
+
+            with torch.no_grad():
+                self.flat.copy_(torch.from_numpy(params.copy()))  # Ray's arrays are read-only
+            a = self.agent
+            a._collect_rollout()
+            buf = a.buffer
+            return {k: getattr(buf, k)[:buf.t].copy() for k in FIELDS}, a._take_finished_returns()
+
+    return ParameterServer, Worker, Sampler
 
 
 class RayA3CRunner:
@@ -156,7 +182,7 @@ class RayA3CRunner:
         self.factory, self.make_opt, self.opt, self.cfg, self.schedule = factory, make_opt, opt, cfg, schedule
         self.n, self.max_restarts, self.timeout = cfg.workers, cfg.max_restarts, cfg.worker_timeout
         self.started_ray = init_ray(cfg.address)
-        self.PS, self.Worker = _remote_classes()
+        self.PS, self.Worker, _ = _remote_classes()
         total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
         self.cpus_per_worker = min(1.0, total_cpus / self.n)
         self.flat = opt.param_groups[0]["params"][0]
@@ -323,3 +349,118 @@ def _task_cause(e: Exception) -> str:
     if cause is not None:
         return f"{type(cause).__name__}: {cause}"
     return str(e).strip().splitlines()[-1]
+
+
+class SamplerFactory:
+    """Picklable recipe for a sampling worker: an agent of the learner's class, one env set."""
+
+    def __init__(self, agent_cls: type, env: Any, cfg: Any, allow_import: tuple[str, ...] = ()):
+        import pickle
+
+        from critic.config import ConfigError
+        if env is not None and not isinstance(env, str):
+            try:
+                pickle.dumps(env)
+            except Exception as e:
+                raise ConfigError(f"backend='ray' needs the env as a Gymnasium id or a picklable callable; "
+                                  f"{env!r} is not ({type(e).__name__})") from None
+        self.agent_cls, self.env, self.cfg, self.allow_import = agent_cls, env, cfg, allow_import
+
+    def __call__(self, worker_id: int, generation: int) -> Any:
+        from critic.algos.common import worker_hparams
+
+        hp = worker_hparams(self.cfg, self.agent_cls.config_cls, worker_id, generation)
+        return self.agent_cls(self.env, hp, allow_import=self.allow_import)
+
+
+class RaySampler:
+    """``cfg.workers`` Ray actors collecting rollouts with the learner's weights (PPO, A2C).
+
+    ``collect(params)`` sends the flat parameters to every sampler, each collects ``n_steps`` x
+    ``num_envs`` steps with its own envs, and the rollouts come back to be concatenated along
+    the env axis; the learner then updates as usual. A sampler that dies, raises or hangs is
+    replaced (new env seeds) and its rollout collected again from the new one: a dead
+    sampler's partial rollout is never used or counted. Past ``max_restarts`` restarts of one
+    sampler, :class:`~critic.runners.local.WorkerError` names it and the cause.
+    """
+
+    def __init__(self, factory: Any, cfg: Any):
+        try:
+            import ray
+        except ImportError:
+            raise WorkerError("backend='ray' needs Ray: pip install 'critic[ray]'") from None
+        self.ray, self.factory = ray, factory
+        self.n, self.max_restarts, self.timeout = cfg.workers, cfg.max_restarts, cfg.worker_timeout
+        self.started_ray = init_ray(cfg.address)
+        _, _, self.Sampler = _remote_classes()
+        self.cpus = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / self.n)
+        self.actors: list[Any] = [None] * self.n
+        self.gens = [0] * self.n
+        self.restarts = [0] * self.n
+        self.failures: list[tuple[int, str]] = []
+        self.ready: list[Any] = [None] * self.n
+
+    def _spawn(self, w: int) -> None:
+        self.actors[w] = self.Sampler.options(num_cpus=self.cpus, max_restarts=0).remote(self.factory, w, self.gens[w])
+        self.ready[w] = self.actors[w].node.remote()
+
+    def collect(self, params: np.ndarray) -> tuple[list[dict[str, np.ndarray]], list[float]]:
+        ray = self.ray
+        for w in range(self.n):
+            if self.actors[w] is None:
+                self._spawn(w)
+        ref_params = ray.put(params)
+        calls = {w: (self.actors[w].collect.remote(ref_params), time.time()) for w in range(self.n)}
+        parts: dict[int, dict[str, np.ndarray]] = {}
+        returns: list[float] = []
+        while calls:
+            refs = {ref: w for w, (ref, _) in calls.items()}
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5)
+            for ref in ready:
+                w = refs[ref]
+                del calls[w]
+                try:
+                    part, rets = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    self._restart(w, _task_cause(e))
+                    calls[w] = (self.actors[w].collect.remote(ref_params), time.time())
+                    continue
+                except ray.exceptions.RayActorError as e:
+                    self._restart(w, f"actor died ({type(e).__name__}: {str(e).splitlines()[0]})")
+                    calls[w] = (self.actors[w].collect.remote(ref_params), time.time())
+                    continue
+                parts[w] = part
+                returns.extend(rets)
+            now = time.time()
+            for w, (ref, since) in list(calls.items()):
+                built = bool(ray.wait([self.ready[w]], timeout=0)[0])
+                limit = self.timeout if built else max(self.timeout, _START_TIMEOUT_S)
+                if now - since > limit:
+                    self._restart(w, f"no progress for {self.timeout:g} s (hung); killed")
+                    calls[w] = (self.actors[w].collect.remote(ref_params), time.time())
+        return [parts[w] for w in range(self.n)], returns
+
+    def _restart(self, w: int, cause: str) -> None:
+        self.failures.append((w, cause))
+        self.ray.kill(self.actors[w], no_restart=True)
+        if self.restarts[w] >= self.max_restarts:
+            self.close()
+            raise WorkerError(f"sampling worker {w} failed {self.restarts[w] + 1} times, more than max_restarts="
+                              f"{self.max_restarts} allows; last cause: {cause}")
+        self.restarts[w] += 1
+        self.gens[w] += 1
+        warnings.warn(f"sampling worker {w} failed ({cause.splitlines()[0]}); restarted "
+                      f"({self.restarts[w]}/{self.max_restarts} restarts)", RuntimeWarning, stacklevel=4)
+        self._spawn(w)
+
+    def worker_nodes(self) -> list[str]:
+        return self.ray.get([a.node.remote() for a in self.actors if a is not None])
+
+    def close(self) -> None:
+        for a in self.actors:
+            if a is not None:
+                self.ray.kill(a, no_restart=True)
+        self.actors = [None] * self.n
+        if self.started_ray:
+            self.ray.shutdown()
+            self.started_ray = False

@@ -149,9 +149,13 @@ def test_cli_train_workers(tmp_path):
                         "--set", "hidden_sizes=[16]", "--out", str(out)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["env_steps"] >= 1000
-    r = subprocess.run([sys.executable, "-m", "critic.cli", "train", "ppo", "CartPole-v1", "--workers", "2"],
+    r = subprocess.run([sys.executable, "-m", "critic.cli", "train", "--resume", str(out), "--steps", "2000",
+                        "--no-progress"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "resuming a3c" in r.stderr and json.loads((out / "summary.json").read_text())["env_steps"] >= 2000
+    r = subprocess.run([sys.executable, "-m", "critic.cli", "train", "sac", "Pendulum-v1", "--workers", "2"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "--workers is not an option of ppo" in r.stderr
+    assert r.returncode != 0 and "--workers is not an option of sac" in r.stderr
 
 
 def test_script_without_main_guard_gets_a_clear_error(tmp_path):
