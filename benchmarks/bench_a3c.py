@@ -33,6 +33,8 @@ def worker(spec: dict) -> dict:
     import critic
     from critic.cli import find_preset, read_preset
 
+    if spec["part"] == "sampling":
+        return sampling(spec)
     backend, workers = spec["config"].split(":")
     hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "workers": int(workers), "backend": backend,
           "seed": spec["seed"]}
@@ -62,6 +64,27 @@ def worker(spec: dict) -> dict:
         agent.close()
 
 
+def sampling(spec: dict) -> dict:
+    """PPO with the ``ppo_cartpole`` preset's batch (16 envs x 16 steps): in this process, or
+    collected by ``workers`` Ray samplers with 16 / workers envs each."""
+    import critic
+    from critic.cli import find_preset, read_preset
+
+    backend, workers = spec["config"].split(":")
+    hp = dict(read_preset(find_preset("cartpole", "ppo"))["hparams"])
+    if backend == "ray":
+        hp.update(backend="ray", workers=int(workers), num_envs=hp["num_envs"] // int(workers))
+    agent = critic.PPO("CartPole-v1", **hp, seed=0)
+    try:
+        agent.learn(hp["num_envs"] * hp["n_steps"] * (int(workers) if backend == "ray" else 1),
+                    progress_bar=False)  # start-up (Ray samplers), untimed
+        t0, s0 = time.perf_counter(), agent.env_steps
+        agent.learn(spec["steps"], progress_bar=False)
+        return {"sps": (agent.env_steps - s0) / (time.perf_counter() - t0)}
+    finally:
+        agent.close()
+
+
 def run(spec: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -73,7 +96,9 @@ def run(spec: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["local:1", "local:2", "local:4", "ray:2"])
-    ap.add_argument("--parts", nargs="+", default=["throughput", "solve"], choices=["throughput", "solve"])
+    ap.add_argument("--parts", nargs="+", default=["throughput", "solve"],
+                    choices=["throughput", "solve", "sampling"],
+                    help="sampling: PPO steps/s, local vs Ray samplers (configs local:1 ray:N)")
     ap.add_argument("--steps", type=int, default=60_000, help="env steps of a throughput run")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300_000)
@@ -108,6 +133,12 @@ def main() -> None:
             results["throughput"][c] = rs
             print(f"  throughput {c}: " + ", ".join(r.get("error") or f"{r['sps']:,.0f} steps/s "
                                                     f"(start-up {r['startup_s']:.1f} s)" for r in rs), flush=True)
+    if "sampling" in a.parts:
+        results["sampling"] = {}
+        for c in configs:
+            r = run({"part": "sampling", "config": c, "steps": a.steps})
+            results["sampling"][c] = r
+            print(f"  PPO sampling {c}: " + (r.get("error") or f"{r['sps']:,.0f} steps/s"), flush=True)
     if "solve" in a.parts:
         for c in configs:
             rs = [run({"part": "solve", "config": c, "seed": s, "budget": a.budget, "eval_every": a.eval_every,
@@ -115,7 +146,10 @@ def main() -> None:
             results["solve"][c] = rs
             print(f"  solve {c}: " + "; ".join(r.get("error") or f"{r['solved_steps']} steps, {r['solved_seconds']} s"
                                              for r in rs), flush=True)
-    print(table(results, configs, cores, a))
+    if results["throughput"] or results["solve"]:
+        print(table(results, configs, cores, a))
+    if results.get("sampling"):
+        print(sampling_table(results["sampling"], a))
     out = Path(a.out or f"benchmarks/out/a3c-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
@@ -148,6 +182,17 @@ def table(results: dict, configs: list[str], cores: int, a) -> str:
                      f"{f'{st:,.0f}' if st is not None else '—'} | {f'{sec:.1f}' if sec is not None else '—'} |")
     lines.append(f"\nThroughput: {a.steps:,} env steps without evaluation, median of {a.repeats} runs, start-up "
                  f"excluded. Solve: seeds {a.seeds}, evaluation every {a.eval_every:,} steps, budget {a.budget:,}.")
+    return "\n".join(lines)
+
+
+def sampling_table(res: dict, a) -> str:
+    base = res.get("local:1", {}).get("sps")
+    lines = ["", "| PPO sampling | env steps/s | vs local |", "|---|---|---|"]
+    for c, r in res.items():
+        s = r.get("sps")
+        lines.append(f"| {c} | {f'{s:,.0f}' if s else r.get('error', '—')} | "
+                     f"{f'{s / base:.2f}x' if s and base else '—'} |")
+    lines.append(f"\nPPO ppo_cartpole preset (16 envs x 16 steps per update), {a.steps:,} env steps, start-up excluded.")
     return "\n".join(lines)
 
 

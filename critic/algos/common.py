@@ -42,4 +42,6 @@ def worker_hparams(cfg: OnPolicyConfig, config_cls: type, worker_id: int, genera
     data["seed"] = cfg.seed + 1000 * (worker_id + 1) + 100_003 * generation
     data["torch_threads"] = 1
     data.update(backend="local", workers=1, address=None)
+    if "batch_size" in data:  # a sampler never updates; its own rollout may be smaller than the learner's
+        data["batch_size"] = min(data["batch_size"], data["n_steps"] * data["num_envs"])
     return data

@@ -30,7 +30,7 @@ class PPOConfig(OnPolicyConfig):
     gae_lambda: float = 0.95
     """GAE lambda: 1 gives n-step (Monte-Carlo within the rollout) returns, 0 gives TD(0)."""
     batch_size: int = 64
-    """Minibatch size (at most n_steps * num_envs)."""
+    """Minibatch size (at most n_steps * num_envs, times workers with Ray sampling)."""
     n_epochs: int = 10
     """Passes over each rollout."""
     clip_eps: float = 0.2
@@ -45,8 +45,10 @@ class PPOConfig(OnPolicyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        check(self.batch_size <= self.n_steps * self.num_envs, "batch_size", self.batch_size,
-              f"at most n_steps * num_envs = {self.n_steps * self.num_envs}, the rollout size")
+        parts = self.workers if self.backend == "ray" else 1  # Ray samplers' rollouts side by side
+        rollout = self.n_steps * self.num_envs * parts
+        check(self.batch_size <= rollout, "batch_size", self.batch_size,
+              f"at most n_steps * num_envs{' * workers' if parts > 1 else ''} = {rollout}, the rollout size")
         check(self.n_epochs >= 1, "n_epochs", self.n_epochs, "an integer >= 1")
         check(0 < self.clip_eps < 1, "clip_eps", self.clip_eps, "a number in (0, 1)")
         check(self.clip_vf is None or self.clip_vf > 0, "clip_vf", self.clip_vf, "a number > 0 or none")

@@ -35,7 +35,8 @@ def _flat(agent) -> torch.Tensor:
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
 def test_learn_with_two_samplers(algo):
     cls = critic.PPO if algo == "ppo" else critic.A2C
-    hp = dict(n_steps=16, num_envs=2, hidden_sizes=(16,), log_every=64) | (dict(batch_size=32) if algo == "ppo" else {})
+    hp = dict(n_steps=16, num_envs=2, hidden_sizes=(16,), log_every=64) | (dict(batch_size=64) if algo == "ppo" else {})
+    # PPO's minibatch is the learner's whole batch: larger than one sampler's rollout (32)
     agent = cls("CartPole-v1", backend="ray", workers=2, **hp)
     assert agent.buffer.N == 4  # the learner's batch holds every sampler's envs
     before = _flat(agent).detach().clone()
@@ -92,6 +93,7 @@ def test_sampler_restart_budget_exhausted():
     ({"workers": 2}, "workers"),                                     # several workers need backend='ray'
     ({"backend": "ray", "workers": 2, "normalize_obs": True}, "normalize_obs"),
     ({"backend": "ray", "workers": 0}, "workers"),
+    ({"backend": "ray", "workers": 2, "n_steps": 16, "num_envs": 2, "batch_size": 65}, "batch_size"),
 ])
 def test_bad_sampling_config_names_the_field(bad, field):
     with pytest.raises(ConfigError, match=field):
