@@ -225,7 +225,10 @@ class Agent:
                               "(allowed: eval_every >= 0, eval_episodes >= 1)")
         stepper = self._require_env()
         start, target = self.env_steps, self.env_steps + int(total_steps)
-        self._learn_span = (start, target)
+        # Schedules (linear learning-rate decay) run over the learn() call; a loaded checkpoint of
+        # an unfinished call continues that call's schedule when asked for the same end step.
+        span, self._resume_span = getattr(self, "_resume_span", None), None
+        self._learn_span = (span[0], span[1]) if span and span[0] <= start < span[1] == target else (start, target)
         if threshold is None:
             threshold = self._default_threshold()
         run = RunLogger(run_dir) if run_dir is not None else None
@@ -537,7 +540,10 @@ class Agent:
             "config": self.cfg.to_dict(),
             "spaces": {"observation": space_to_dict(self.obs_space), "action": space_to_dict(self.act_space)},
             "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                         "resets": self.resets},
+                         "resets": self.resets, "learn_span": list(getattr(self, "_learn_span", ())) or None,
+                         "recent_returns": list(self._recent_returns),
+                         "updates_from": getattr(self, "_updates_from", 0)},
+            "env": self._env_state(),
             "optimizers": optim_meta, "rng": rng_meta, "run": self._run, "extra": extra_m,
             "allow_import": list(self.allow_import),
         }
@@ -545,6 +551,61 @@ class Agent:
 
     def _extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {}, {}
+
+    def _env_state(self) -> dict[str, Any] | None:
+        """The training envs mid-episode (``envs/state.py``), the observation the policy acts on
+        next and the episode accumulators, plus the evaluation env; None before any reset."""
+        from critic.envs.state import _encode, capture
+
+        if self.stepper is None or self._obs is None:
+            return None
+        if self._samplers() > 1 or getattr(self.cfg, "backend", "local") == "ray":
+            venv, why = None, "the envs live in Ray sampling workers"
+        else:
+            venv, why = capture(self.venv)
+        out: dict[str, Any] = {"venv": venv, "why": why}
+        if venv is not None:
+            st = self.stepper
+            out.update(obs=_encode(self._obs, "obs"), ep_ret=_encode(st._ep_ret, "ep_ret"),
+                       ep_len=_encode(st._ep_len, "ep_len"), stepper_steps=st.env_steps)
+        if self._eval_env is not None and self._eval_env is not self._env_spec:
+            out["eval_env"], _ = capture(self._eval_env)
+            out["eval_seed"] = getattr(self, "_eval_seed", None)
+        return out
+
+    def _load_env_state(self, env_meta: dict[str, Any] | None, path: str) -> None:
+        import warnings
+
+        from critic.envs.state import NotRestorable, _decode, restore_env
+
+        if env_meta is None or self.stepper is None:
+            return
+        if env_meta.get("venv") is None:
+            warnings.warn(f"{path}: the training envs' state was not saved ({env_meta.get('why')}); training "
+                          "continues from freshly reset episodes, so it will not repeat a straight run exactly",
+                          RuntimeWarning, stacklevel=3)
+            return
+        try:
+            restore_env(self.venv, env_meta["venv"])
+            obs = _decode(env_meta["obs"])
+            if obs.shape != (self.cfg.num_envs, *self.obs_space.shape):
+                raise NotRestorable(f"saved observations of shape {obs.shape}")
+        except (NotRestorable, KeyError, ValueError, TypeError) as e:
+            self._obs = None  # learn() resets the envs with fresh seeds
+            warnings.warn(f"{path}: could not restore the training envs' state into this env ({e}); training "
+                          "continues from freshly reset episodes", RuntimeWarning, stacklevel=3)
+            return
+        self._obs = obs
+        self.stepper._ep_ret[:] = _decode(env_meta["ep_ret"])
+        self.stepper._ep_len[:] = _decode(env_meta["ep_len"])
+        self.stepper.env_steps = int(env_meta["stepper_steps"])
+        if env_meta.get("eval_env") is not None:
+            try:
+                ev = self._make_eval_env()
+                restore_env(ev, env_meta["eval_env"])
+                self._eval_env, self._eval_seed = ev, env_meta.get("eval_seed")
+            except (NotRestorable, EnvError):
+                self._eval_env = None
 
     def _load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         pass
@@ -565,17 +626,22 @@ class Agent:
             self.env_steps, self.updates, self.episodes, self.resets = (
                 int(c["env_steps"]), int(c["updates"]), int(c["episodes"]), int(c.get("resets", 0)))
             self._run = meta.get("run", self._run)
+            span = c.get("learn_span")
+            self._resume_span = (int(span[0]), int(span[1])) if span else None
+            self._recent_returns.extend(float(x) for x in c.get("recent_returns", ()))
             extra = meta.get("extra", {})
             if self.storage == "replay":
                 self._sample_gen.set_state(tensors["replay/sample_generator"])
                 if "replay" in extra:
                     self.replay.load_state_dict(tensors, extra["replay"])
+                    self._updates_from = int(c.get("updates_from", 0))
                 else:  # saved without its replay: collect learning_starts steps before updating
                     self._updates_from = self.env_steps + self.cfg.learning_starts
             self._load_extra_state(tensors, extra)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{path}: checkpoint does not match this {self.algo} agent "
                                        f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        self._load_env_state(meta.get("env"), path)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states)."""

@@ -120,6 +120,13 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
     else:
         from critic.envs.vector import LeanSyncVectorEnv
         venv = LeanSyncVectorEnv(fns)
+    # Every space's RNG is seeded (sub-env i with seed + i): an unseeded space draws its RNG from
+    # OS entropy the first time anything touches it, which makes runs (and resumes) differ.
+    for i, env in enumerate(getattr(venv, "envs", ())):
+        env.action_space.seed(seed + i)
+        env.observation_space.seed(seed + i)
+    venv.single_observation_space.seed(seed)
+    venv.observation_space.seed(seed)
     venv.action_space.seed(seed)
     return venv
 
