@@ -248,7 +248,13 @@ class Agent:
         try:
             self._learn_begin(target)
             while self.env_steps < target and not interrupted.is_set():
-                metrics = self._iteration(target)
+                try:
+                    metrics = self._iteration(target)
+                except Exception as e:
+                    # Diverged weights surface as NaN actions (an env that rejects them, a sampler
+                    # that raises): report the parameter, not the symptom.
+                    self._check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                    raise
                 new_eps = self._take_finished_returns()
                 pending.extend(new_eps)
                 if self.env_steps >= next_log or self.env_steps >= target:
@@ -403,7 +409,20 @@ class Agent:
                 raise NonFiniteError(f"{k} became {f} at env step {self.env_steps} (update {self.updates}); "
                                      "training stopped, the last good checkpoint is kept")
             row[k] = f
+        self._check_finite("training stopped")
         return row
+
+    def _check_finite(self, what: str) -> None:
+        """Raise :class:`NonFiniteError` naming the first parameter or buffer that is NaN/inf
+        (one fused reduction when all are finite)."""
+        named = [(k, v) for k, v in self.nets.state_dict().items() if v.is_floating_point()]
+        if not named:
+            return
+        if bool(torch.isfinite(torch.stack(torch._foreach_norm([v.float() for _, v in named]))).all()):
+            return
+        bad = next(k for k, v in named if not bool(torch.isfinite(v).all()))
+        raise NonFiniteError(f"parameter {bad} became non-finite at env step {self.env_steps} (update "
+                             f"{self.updates}); {what}, the last good checkpoint is kept")
 
     # ------------------------------------------------------------------ on-policy collection
     def _samplers(self) -> int:
@@ -644,7 +663,11 @@ class Agent:
         self._load_env_state(meta.get("env"), path)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states)."""
+        """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states, envs).
+
+        Refuses (:class:`NonFiniteError`) to write non-finite weights, so an existing checkpoint
+        at ``path`` stays the last good one."""
+        self._check_finite("nothing was written")
         tensors, meta = self._state()
         path = Path(path)
         if path.suffix == "" or path.is_dir():
