@@ -15,6 +15,7 @@ import difflib
 import inspect
 import json
 import math
+import re
 import textwrap
 import types
 import typing
@@ -32,9 +33,21 @@ class ConfigError(ValueError):
 
 # ----------------------------------------------------------------------------- validation
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a one-line message, shortened (a 400-digit integer is not worth
+    printing, and one beyond Python's int-to-str limit cannot be printed at all)."""
+    try:
+        r = repr(value)
+    except ValueError:  # an int above sys.get_int_max_str_digits() digits, or a list holding one
+        if isinstance(value, int):
+            return f"an integer of {abs(value).bit_length()} bits"
+        return f"a {type(value).__name__} holding an integer too long to print"
+    return r if len(r) <= limit else f"{r[:limit - 24]}...{r[-12:]} ({len(r)} characters)"
+
+
 def check(cond: bool, name: str, value: Any, allowed: str) -> None:
     if not cond:
-        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: {allowed})")
+        raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: {allowed})")
 
 
 def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
@@ -66,8 +79,9 @@ def field_docs(cls: type) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- coercion
 
+@lru_cache(maxsize=None)
 def _resolved_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls)  # cached: evaluating the string annotations dominated from_dict
 
 
 def coerce(name: str, value: Any, tp: Any) -> Any:
@@ -86,7 +100,7 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
                 return coerce(name, value, arg)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"invalid value for '{name}': {value!r}")
+        raise ConfigError(errors[0] if errors else f"invalid value for '{name}': {short_repr(value)}")
     if origin is typing.Literal:
         check_choice(name, value, args)
         return value
@@ -95,7 +109,7 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             s = value.strip().strip("()[]")
             value = [v for v in (p.strip() for p in s.split(",")) if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a list)")
+            raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: a list)")
         inner = args[0] if args else Any
         out = [coerce(name, v, inner) for v in value]
         return tuple(out) if origin is tuple else out
@@ -108,45 +122,55 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return False
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: true or false)")
+        raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: true or false)")
     if tp is int:
         if isinstance(value, bool):
-            raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: an integer)")
+            raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: an integer)")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
+            s = value.replace("_", "")
             try:
-                f = float(value.replace("_", ""))
+                return int(s)  # exact: no rounding through a float for large integers
+            except ValueError:
+                pass
+            try:
+                f = float(s)  # "1e3", "4.0"
             except ValueError:
                 f = math.nan
             if math.isfinite(f) and f.is_integer():
                 return int(f)
-        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: an integer)")
+        raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: an integer)")
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a number)")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
                 return float(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a number)")
+        except (ValueError, OverflowError):  # not a number, or an integer beyond the float range
+            pass
+        raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: a number)")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"invalid value for '{name}': {value!r} (allowed: a string)")
+        raise ConfigError(f"invalid value for '{name}': {short_repr(value)} (allowed: a string)")
     return value
 
 
 # ----------------------------------------------------------------------------- base config
 
+_DEVICE = re.compile(r"cpu|mps|auto|cuda(:(0|[1-9][0-9]{0,3}))?", re.ASCII)  # what torch.device parses
+
+
 @dataclass(kw_only=True)
 class Config:
     """Fields every algorithm has."""
+
+    _nonfinite_ok: typing.ClassVar[frozenset[str]] = frozenset()  # float fields where inf/NaN mean something
 
     seed: int = 0
     """Random seed for torch, NumPy, Python and the environments."""
@@ -178,11 +202,19 @@ class Config:
     """Write a metrics row (and refresh the progress bar) every this many env steps."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # generic: no NaN / inf, no integer beyond 64 bits, in any field
+            v = getattr(self, f.name)
+            for x in v if isinstance(v, tuple) else (v,):
+                if isinstance(x, float) and not math.isfinite(x) and f.name not in self._nonfinite_ok:
+                    raise ConfigError(f"invalid value for '{f.name}': {short_repr(v)} (allowed: a finite number)")
+                if isinstance(x, int) and not -2**63 <= x < 2**63:
+                    raise ConfigError(f"invalid value for '{f.name}': {short_repr(v)} "
+                                      "(allowed: an integer of at most 64 bits)")
         check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         check(self.num_envs >= 1, "num_envs", self.num_envs, "an integer >= 1")
         check_choice("vectorization", self.vectorization, ("sync", "async"))
-        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")
-              or self.device == "mps", "device", self.device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+        check(_DEVICE.fullmatch(self.device) is not None, "device", self.device,
+              "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
         check(self.torch_threads >= 0, "torch_threads", self.torch_threads, "an integer >= 0 (0 = auto)")
         check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
               self.learning_rate, "a number > 0")
@@ -216,7 +248,7 @@ class Config:
             if key not in names:
                 close = difflib.get_close_matches(str(key), names, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ConfigError(f"unknown field '{key}' for {cls.__name__}{hint}")
+                raise ConfigError(f"unknown field {str(key)!r} for {cls.__name__}{hint}")  # repr: one line
             kwargs[key] = coerce(key, value, types_[key])
         try:
             return cls(**kwargs)
