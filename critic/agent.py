@@ -731,6 +731,9 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) 
     """
     from critic.algos.registry import get_algo
     tensors, meta = ckpt.read(path)
+    if isinstance(meta, dict) and meta.get("kind") == "components":
+        raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "
+                                   "not an agent: build the same objects and call their .load(path)")
     try:
         cls = get_algo(meta["algo"])
         cfg = cls.config_cls.from_dict({**meta["config"], **overrides})

@@ -40,7 +40,8 @@ def set_rng_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], np_rng
     np_rng.bit_generator.state = meta["numpy"]
     torch.set_rng_state(tensors["rng/torch"])
     if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda")]
+        keys = sorted((k for k in tensors if k.startswith("rng/cuda")), key=lambda k: int(k[len("rng/cuda"):]))
+        states = [tensors[k] for k in keys]  # by device number (text order puts cuda10 before cuda2)
         if states:
             torch.cuda.set_rng_state_all(states)
 

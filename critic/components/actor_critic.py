@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Callable
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -94,6 +95,21 @@ class _Combined:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+
+    def save(self, path, np_rng: np.random.Generator | None = None):
+        """Atomically write a checkpoint: every head's online and target weights, every optimizer's
+        state, the policy's sampling generator, the n-step caches' pending transitions, the torch /
+        Python / NumPy RNG states (and ``np_rng``'s, if given). A folder gets ``agent.safetensors``.
+        Returns the file's path. See :mod:`critic.components.checkpointing`."""
+        from critic.components.checkpointing import save
+        return save(self, path, np_rng)
+
+    def load(self, path, np_rng: np.random.Generator | None = None) -> None:
+        """Restore :meth:`save`'s checkpoint into this object, built the same way (same classes,
+        shapes, shared bodies, optimizer). Checks everything first: on any mismatch it raises
+        :class:`critic.CheckpointError` naming the file and the difference and changes nothing."""
+        from critic.components.checkpointing import load
+        load(self, path, np_rng)
 
 
 class ActorCritic(_Combined):

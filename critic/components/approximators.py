@@ -149,6 +149,19 @@ class _Head(nn.Module):
         loss.backward()
         self.optimizer.step()
 
+    def save(self, path, np_rng: np.random.Generator | None = None):
+        """Write this head alone (online and target weights, its own optimizer if built, sampling
+        generator, cache, RNG states; ``np_rng`` too if given) to a checkpoint file; returns its path.
+        See :mod:`critic.components.checkpointing`."""
+        from critic.components.checkpointing import save
+        return save(self, path, np_rng)
+
+    def load(self, path, np_rng: np.random.Generator | None = None) -> None:
+        """Restore :meth:`save`'s checkpoint into this head, built the same way; raises
+        :class:`critic.CheckpointError` (and changes nothing) on any mismatch."""
+        from critic.components.checkpointing import load
+        load(self, path, np_rng)
+
 
 # ----------------------------------------------------------------------------- value functions
 
