@@ -26,6 +26,7 @@ from critic import checkpoint as ckpt
 from critic.buffers.replay import ReplayBuffer
 from critic.buffers.rollout import RolloutBuffer
 from critic.config import Config, ConfigError
+from critic.envs.check import check_env_or_raise
 from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.envs.step import EnvStepper
@@ -88,6 +89,9 @@ class Agent:
         self._eval_env: gym.Env | None = None
         self.env_steps = 0
         if env is not None:
+            # spaces, API and a 2-step probe (about 1 ms; an Atari reset 0.1 s) before N envs are built
+            check_env_or_raise(env, probe_steps=2, allow_import=self.allow_import, seed=cfg.seed,
+                               allowed_actions=self.allowed_actions)
             self.venv = make_vec_env(env, cfg.num_envs, cfg.seed, cfg.vectorization, self.allow_import)
             obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
             if spaces is not None and not (same_space(obs_space, spaces[0]) and same_space(act_space, spaces[1])):
@@ -576,8 +580,8 @@ class Agent:
         next and the episode accumulators, plus the evaluation env; None before any reset."""
         from critic.envs.state import _encode, capture
 
-        if self.stepper is None or self._obs is None:
-            return None
+        if self.stepper is None or self._obs is None or self.storage == "workers":
+            return None  # (A3C: the envs live in its workers, which restart with new seeds)
         if self._samplers() > 1 or getattr(self.cfg, "backend", "local") == "ray":
             venv, why = None, "the envs live in Ray sampling workers"
         else:

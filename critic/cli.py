@@ -1,4 +1,4 @@
-"""``critic`` command line: train, eval, plot, list.
+"""``critic`` command line: train, eval, plot, list, check-env.
 
 Every user error (bad hyper-parameter, unknown env id, corrupted checkpoint) prints one line
 ``critic: error: ...`` and exits with status 2, never a traceback.
@@ -240,6 +240,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_env(args: argparse.Namespace) -> int:
+    from critic.envs.check import check_env
+
+    if args.steps < 0:
+        raise CLIError(f"invalid value for '--steps': {args.steps} (allowed: an integer >= 0)")
+    findings = check_env(args.env_id, allow_import=tuple(args.allow_import or ()), probe_steps=args.steps,
+                         seed=args.seed)
+    for f in findings:
+        print(f)
+    errors = sum(f.level == "error" for f in findings)
+    warnings_ = len(findings) - errors
+    probe = f"spaces, reset and {args.steps} random steps, seed {args.seed}"
+    if errors:
+        raise CLIError(f"{args.env_id} failed {errors} check{'s' if errors != 1 else ''}"
+                       + (f" and has {warnings_} warning{'s' if warnings_ != 1 else ''}" if warnings_ else "")
+                       + f" (probed: {probe})")
+    print(f"ok: {args.env_id} passed"
+          + (f" with {warnings_} warning{'s' if warnings_ != 1 else ''}" if warnings_ else "")
+          + f" (probed: {probe})")
+    return 0
+
+
 def describe_config(config_cls) -> str:
     lines = []
     for name, tname, default, doc in config_cls.describe():
@@ -298,6 +320,16 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", default="curves.png")
     pl.add_argument("--title", default=None)
     pl.set_defaults(func=cmd_plot)
+
+    ce = sub.add_parser("check-env", help="probe an environment for API, space and value problems",
+                        description="Build one env, check its spaces, reset it and take random steps; print "
+                                    "one line per problem found (exit status 2 when there are errors).")
+    ce.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1 (or MODULE:EnvId with --allow-import)")
+    ce.add_argument("--allow-import", action="append", metavar="MODULE",
+                    help="allow env ids of the form MODULE:EnvId to import MODULE (repeatable)")
+    ce.add_argument("--steps", type=int, default=300, help="random steps to probe after the reset (default 300)")
+    ce.add_argument("--seed", type=int, default=0, help="seed of the reset and the random actions (default 0)")
+    ce.set_defaults(func=cmd_check_env)
 
     ls = sub.add_parser("list", help="algorithms and presets, or one algorithm's hyper-parameters")
     ls.add_argument("algo", nargs="?")

@@ -173,3 +173,138 @@ def failing_env(env_id: str = "CartPole-v1", after: int = 100, mode: str = "rais
                 marker: str | None = None) -> gym.Env:
     """``FailingEnv(gym.make(env_id), ...)``; module-level, so ``functools.partial`` of it pickles."""
     return FailingEnv(gym.make(env_id), after, mode, marker)
+
+
+# ----------------------------------------------------------------------------- broken envs
+
+class _UnsampleableDiscrete(gym.spaces.Discrete):
+    def sample(self, mask=None, probability=None):
+        raise RuntimeError("this space cannot be sampled")
+
+
+class BrokenEnv(gym.Env):
+    """A small env with one deliberate defect, for tests of critic's environment checks
+    (``critic/envs/check.py``); ``defect="none"`` is healthy. ``BrokenEnv.DEFECTS`` lists them.
+
+    Observations are Box(-1, 1, (3,), float32), actions Discrete(2) (Box(-1, 1, (2,)) for the
+    action-space defects); episodes are truncated after ``length`` steps. Value defects appear
+    from the ``at``-th step on (at reset too for the observation ones when ``at=0``).
+    """
+
+    SPACE_DEFECTS = ("dict_obs", "tuple_obs", "nested_obs", "discrete_obs", "dict_action", "tuple_action",
+                     "unbounded_action", "inverted_action", "flat_action", "unsampleable_action")
+    API_DEFECTS = ("old_step", "old_reset", "reset_info_list")
+    VALUE_DEFECTS = ("obs_shape", "obs_dtype", "obs_list", "obs_bounds", "obs_nan", "reward_nan", "reward_inf",
+                     "reward_array", "reward_str", "reward_none", "terminated_int", "terminated_array",
+                     "truncated_none", "info_none", "step_raises")
+    DEFECTS = ("none",) + SPACE_DEFECTS + API_DEFECTS + VALUE_DEFECTS
+
+    def __init__(self, defect: str = "none", length: int = 20, at: int = 3):
+        if defect not in self.DEFECTS:
+            raise ValueError(f"unknown defect {defect!r}; one of {', '.join(self.DEFECTS)}")
+        self.defect, self.length, self.at = defect, length, at
+        box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.observation_space = {
+            "dict_obs": gym.spaces.Dict({"x": box, "y": gym.spaces.Discrete(3)}),
+            "tuple_obs": gym.spaces.Tuple((box, gym.spaces.Discrete(3))),
+            "nested_obs": gym.spaces.Dict({"inner": gym.spaces.Tuple((box, box))}),
+            "discrete_obs": gym.spaces.Discrete(5),
+        }.get(defect, box)
+        act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        if defect == "unbounded_action":
+            act = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        elif defect == "inverted_action":
+            act.low = np.array([-1.0, 2.0], np.float32)  # Box() itself refuses low > high
+        elif defect == "flat_action":
+            act = gym.spaces.Box(np.array([-1.0, 0.5], np.float32), np.array([1.0, 0.5], np.float32))
+        elif defect == "dict_action":
+            act = gym.spaces.Dict({"a": gym.spaces.Discrete(2)})
+        elif defect == "tuple_action":
+            act = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2)))
+        elif defect == "unsampleable_action":
+            act = _UnsampleableDiscrete(2)
+        elif defect not in self.SPACE_DEFECTS:
+            act = gym.spaces.Discrete(2)
+        self.action_space = act
+
+    def _obs(self):
+        if not isinstance(self.observation_space, gym.spaces.Box):
+            return self.observation_space.sample()
+        o = self.np_random.uniform(-0.5, 0.5, 3).astype(np.float32)
+        if self.t >= self.at:
+            d = self.defect
+            if d == "obs_shape":
+                return o[:2]
+            if d == "obs_dtype":
+                return o.astype(np.float64)
+            if d == "obs_list":
+                return o.tolist()
+            if d == "obs_bounds":
+                o[1] = 5.0
+            if d == "obs_nan":
+                o[2] = np.nan
+        return o
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.observation_space.seed(seed)
+        self.t = 0
+        obs = self._obs()
+        if self.defect == "old_reset":
+            return obs
+        return obs, ([] if self.defect == "reset_info_list" else {})
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}")
+        if self.defect == "step_raises":
+            raise RuntimeError("step is broken")
+        self.t += 1
+        obs, reward = self._obs(), 0.5
+        terminated, truncated, info = False, self.t >= self.length, {}
+        if self.t >= self.at:
+            d = self.defect
+            reward = {"reward_nan": float("nan"), "reward_inf": float("inf"), "reward_str": "0.5",
+                      "reward_none": None, "reward_array": np.array([0.5])}.get(d, reward)
+            if d == "terminated_int":
+                terminated = 0
+            elif d == "terminated_array":
+                terminated = np.array([False])
+            elif d == "truncated_none":
+                truncated = None
+            elif d == "info_none":
+                info = None
+        if self.defect == "old_step":
+            return obs, reward, terminated or truncated, info
+        return obs, reward, terminated, truncated, info
+
+
+class OldGymEnv(gym.Env):
+    """An env written for the old Gym API: ``reset(self)`` returns only the observation and
+    ``step`` the 4-tuple ``(obs, reward, done, info)``."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self):  # noqa: D102 - deliberately the old signature
+        self.t = 0
+        return np.zeros(2, np.float32)
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), 1.0, self.t >= 10, {}
+
+
+def _register() -> None:
+    """Ids for ``module:EnvId`` tests: ``critic.envs.fake:critic/Identity-v0`` (healthy) and
+    ``critic.envs.fake:critic/OldStepAPI-v0`` (the old 4-tuple step behind Gymnasium's wrappers).
+    Gymnasium's ``module:EnvId`` form imports the module, then looks EnvId up in the registry."""
+    for env_id, entry, kwargs in (("critic/Identity-v0", IdentityEnv, {}),
+                                  ("critic/OldStepAPI-v0", BrokenEnv, {"defect": "old_step"})):
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry, kwargs=kwargs, max_episode_steps=50)
+
+
+_register()
