@@ -717,6 +717,13 @@ class Agent:
         if self._eval_env is not None and self._eval_env is not self._env_spec:
             self._eval_env.close()
 
+    def __enter__(self):
+        """``with critic.A3C(...) as agent:`` closes envs, worker processes and samplers on exit."""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.env_id!r}, env_steps={self.env_steps})"
 

@@ -1,5 +1,5 @@
 """Off-policy agents (DDPG, TD3, SAC continuous and discrete) on analytic environments:
-a one-step bandit where the critic must recover r(a) and the actor pick the maximiser, and
+identity (act out the observation), a one-step bandit where the critic must recover r(a) and the actor pick the maximiser, and
 an infinite-horizon task where only time-limit bootstrapping recovers the true value (with
 the negative control that reports the time limit as a termination). Seconds each.
 """
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import critic
-from critic.envs.fake import BanditEnv, ConstantRewardEnv, ContinuousBanditEnv, TruncationAsTermination
+from critic.envs.fake import BanditEnv, ConstantRewardEnv, ContinuousBanditEnv, IdentityEnv, TruncationAsTermination
 
 COMMON = dict(hidden_sizes=(32, 32), learning_starts=200, batch_size=64, learning_rate=3e-3, seed=0)
 CONTINUOUS = {
@@ -40,6 +40,24 @@ def test_continuous_bandit_critic_recovers_reward_and_actor_picks_maximiser(algo
     # the deterministic action, in env units, is the maximiser 1.0 (not the [-1, 1] edge)
     best = float(agent.predict(np.zeros(1, np.float32), deterministic=True)[0])
     assert abs(best - 1.0) < 0.1, best
+
+
+@pytest.mark.parametrize("algo", sorted(CONTINUOUS))
+def test_identity_continuous(algo):
+    agent = CONTINUOUS[algo](lambda: IdentityEnv(2, continuous=True, length=10), gamma=0.0)
+    agent.learn(3000, progress_bar=False)
+    # random actions uniform in [-1, 1]^2 against uniform targets: E|a - x|^2 = 2 * 2/3 per step
+    random_return = -10 * 2 * (2 / 3)
+    score = (agent.evaluate(10)["mean"] - random_return) / (0.0 - random_return)
+    assert score >= 0.9, score
+
+
+def test_identity_discrete_sac():
+    agent = critic.SAC(lambda: IdentityEnv(4, length=10), **{**COMMON, "gamma": 0.0})
+    agent.learn(2000, progress_bar=False)
+    random_return = 10 / 4
+    score = (agent.evaluate(10)["mean"] - random_return) / (10 - random_return)
+    assert score >= 0.9, score
 
 
 def test_discrete_sac_bandit():
@@ -87,7 +105,6 @@ def test_infinite_horizon_bootstraps_at_time_limit(algo):
 def test_replay_holds_true_final_observation_at_autoreset():
     """At a time-limit truncation the stored next_obs is the episode's final observation, not the
     first observation of the next episode that the vector env already reset to."""
-    from critic.envs.fake import IdentityEnv
     agent = critic.SAC(lambda: IdentityEnv(4, continuous=True, length=5), **{**COMMON, "learning_starts": 10**6},
                        num_envs=2)
     agent.learn(40, progress_bar=False)
