@@ -35,6 +35,8 @@ def worker(spec: dict) -> dict:
 
     if spec["part"] == "sampling":
         return sampling(spec)
+    if spec["part"] == "floor":
+        return floor(spec)
     backend, workers = spec["config"].split(":")
     hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "workers": int(workers), "backend": backend,
           "seed": spec["seed"]}
@@ -85,6 +87,79 @@ def sampling(spec: dict) -> dict:
         agent.close()
 
 
+def floor(spec: dict) -> dict:
+    """What one rollout costs in CPU time, and what a Ray push adds on each side.
+
+    One A3C worker of the ``a3c_cartpole`` preset runs rollouts in this process (CPU seconds per
+    rollout). Then a caller actor pushes gradients of the same size to critic's own Ray parameter
+    server exactly as a Ray worker does (one push in flight, parameters returned), and the CPU
+    time of both processes is read from /proc. With every core busy, the Ray runner's
+    parallel efficiency can reach at most rollout / (rollout + caller + server) of the local
+    runner's, whatever the scheduling.
+    """
+    import functools
+
+    import numpy as np
+    import torch
+
+    import critic
+    from critic.algos.a3c import WorkerFactory
+    from critic.algos.common import optimizer_for
+    from critic.cli import find_preset, read_preset
+    from critic.runners.ray import _remote_classes, init_ray
+
+    torch.set_num_threads(1)
+    hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "seed": 0}
+    agent = critic.A3C("CartPole-v1", **hp)
+    w = WorkerFactory(agent._env_spec, agent.cfg, ())(0, 0)
+    params = agent.optims["main"].param_groups[0]["params"][0].detach().clone()
+    for _ in range(50):
+        w.rollout_gradient(params)
+    n = spec["calls"]
+    c0 = time.process_time()
+    for _ in range(n):
+        grad, _, _ = w.rollout_gradient(params)
+    rollout = (time.process_time() - c0) / n
+    import ray
+
+    init_ray(num_cpus=2)
+    PS, _, _ = _remote_classes()
+    make_opt = functools.partial(optimizer_for, cfg=agent.cfg)
+    ps = PS.remote(params.clone(), agent.optims["main"].state_dict(), make_opt, None)
+    ray.get(ps.set_budget.remote(0, 10**12))
+
+    @ray.remote(num_cpus=1)
+    class Caller:
+        def cpu(self):
+            return time.process_time()
+
+        def go(self, ps, g, steps, calls):
+            c, pending = time.process_time(), None
+            for _ in range(calls):
+                if pending is not None:
+                    torch.from_numpy(ray.get(pending)[0].copy())
+                pending = ps.push.remote(g, steps)
+            ray.get(pending)
+            return (time.process_time() - c) / calls
+
+    def proc_cpu(actor) -> float:
+        pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    caller = Caller.remote()
+    g = grad.numpy().astype(np.float32)
+    ray.get(caller.go.remote(ps, g, w.steps_per_rollout, 200))
+    s0 = proc_cpu(ps)
+    caller_cpu = ray.get(caller.go.remote(ps, g, w.steps_per_rollout, n))
+    server = (proc_cpu(ps) - s0) / n
+    ray.shutdown()
+    agent.close()
+    return {"steps_per_rollout": w.steps_per_rollout, "params": int(params.numel()), "rollout_s": rollout,
+            "caller_s": caller_cpu, "server_s": server,
+            "ceiling": rollout / (rollout + caller_cpu + server)}
+
+
 def run(spec: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -97,8 +172,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["local:1", "local:2", "local:4", "ray:2"])
     ap.add_argument("--parts", nargs="+", default=["throughput", "solve"],
-                    choices=["throughput", "solve", "sampling"],
-                    help="sampling: PPO steps/s, local vs Ray samplers (configs local:1 ray:N)")
+                    choices=["throughput", "solve", "sampling", "floor"],
+                    help="sampling: PPO steps/s, local vs Ray samplers (configs local:1 ray:N); floor: CPU "
+                         "per rollout and per Ray push, and the Ray efficiency ceiling they imply")
     ap.add_argument("--steps", type=int, default=60_000, help="env steps of a throughput run")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300_000)
@@ -139,6 +215,15 @@ def main() -> None:
             r = run({"part": "sampling", "config": c, "steps": a.steps})
             results["sampling"][c] = r
             print(f"  PPO sampling {c}: " + (r.get("error") or f"{r['sps']:,.0f} steps/s"), flush=True)
+    if "floor" in a.parts:
+        r = run({"part": "floor", "calls": 2000})
+        results["floor"] = r
+        if "error" not in r:
+            local1 = [x["sps"] for x in results["throughput"].get("local:1", []) if "sps" in x]
+            if local1:  # every core busy at the floor's cost per rollout, against 1 local worker per core
+                r["ceiling_vs_local1"] = r["steps_per_rollout"] / (r["rollout_s"] + r["caller_s"] + r["server_s"]) \
+                    / statistics.median(local1)
+        print(floor_table(r) if "error" not in r else f"  floor: {r['error']}", flush=True)
     if "solve" in a.parts:
         for c in configs:
             rs = [run({"part": "solve", "config": c, "seed": s, "budget": a.budget, "eval_every": a.eval_every,
@@ -183,6 +268,19 @@ def table(results: dict, configs: list[str], cores: int, a) -> str:
     lines.append(f"\nThroughput: {a.steps:,} env steps without evaluation, median of {a.repeats} runs, start-up "
                  f"excluded. Solve: seeds {a.seeds}, evaluation every {a.eval_every:,} steps, budget {a.budget:,}.")
     return "\n".join(lines)
+
+
+def floor_table(r: dict) -> str:
+    ms = lambda x: f"{x * 1e3:.2f} ms"  # noqa: E731
+    return "\n".join([
+        "", "| CPU time per rollout | |", "|---|---|",
+        f"| one rollout + gradient ({r['steps_per_rollout']} env steps, {r['params']:,} parameters) | {ms(r['rollout_s'])} |",
+        f"| Ray push, worker side (submit, wait, copy the returned parameters) | {ms(r['caller_s'])} |",
+        f"| Ray push, parameter-server side (receive, optimizer step, reply) | {ms(r['server_s'])} |",
+        f"| share of CPU left for rollouts with every core busy: rollout / (rollout + both sides) | **{r['ceiling']:.0%}** |",
+        *([f"| **ceiling on Ray's parallel efficiency** (every core busy at these costs, against the local:1 "
+           f"throughput above) | **{r['ceiling_vs_local1']:.0%}** |"] if "ceiling_vs_local1" in r else []),
+        "", "Measured uncontended (one caller); two workers sharing 2 cores with the server pay more."])
 
 
 def sampling_table(res: dict, a) -> str:
