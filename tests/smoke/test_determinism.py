@@ -15,7 +15,6 @@ import math
 import pytest
 import torch
 
-import critic
 from critic.algos.registry import get_algo
 
 SMALL = {"hidden_sizes": [16, 16], "log_every": 10**9}
