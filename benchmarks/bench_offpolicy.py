@@ -80,7 +80,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "benchmarks" / "out"
 ALGOS = ("sac", "td3", "ddpg")
 LIBS = ("critic", "sb3")
-LIB_NAMES = {"critic": "critic", "sb3": "SB3"}
+LIB_NAMES = {"critic": "critic", "sb3": "SB3", "critic-bf16": "critic (bf16)"}
 PART_NAMES = {1: "updates", 2: "pendulum", 3: "micro", 4: "presets"}
 
 CHEETAH = "HalfCheetah-v5"
@@ -283,7 +283,9 @@ def work_updates(spec: dict[str, Any]) -> dict[str, Any]:
     warmup, n = spec["warmup"], spec["updates"]
     hp = {**CHEETAH_HP[algo], "learning_starts": warmup}
     t = time.perf_counter()
-    if lib == "critic":
+    if lib in ("critic", "critic-bf16"):
+        if lib == "critic-bf16":
+            hp["precision"] = "bf16"
         model = critic_agent(algo, CHEETAH, hp, seed, threads)
         updates = lambda: model.updates  # noqa: E731
     else:
@@ -297,13 +299,13 @@ def work_updates(spec: dict[str, Any]) -> dict[str, Any]:
     warmup_s = time.perf_counter() - t
     u0 = updates()
     t = time.perf_counter()
-    if lib == "critic":
+    if lib != "sb3":
         model.learn(n, progress_bar=False)
     else:
         model.learn(n, reset_num_timesteps=False, progress_bar=False)
     seconds = time.perf_counter() - t
     done = updates() - u0
-    env_steps = model.env_steps if lib == "critic" else model.num_timesteps
+    env_steps = model.env_steps if lib != "sb3" else model.num_timesteps
     return {"updates": done, "updates_before": u0, "seconds": round(seconds, 3),
             "updates_per_second": round(done / seconds, 2), "ms_per_update": round(1000 * seconds / max(done, 1), 3),
             "env_steps": int(env_steps), "warmup_seconds": round(warmup_s, 3), "setup_seconds": round(setup_s, 3),
@@ -680,13 +682,14 @@ def machine_info() -> dict[str, Any]:
             "loadavg_start": loadavg()}
 
 
-def pairs_of(runs, part: int, algo: str, threads: int) -> list[tuple[dict | None, dict | None]]:
-    """[(critic run, SB3 run)] in run order for one part, algorithm and thread count."""
+def pairs_of(runs, part: int, algo: str, threads: int, ours: str = "critic") -> list[tuple[dict | None, dict | None]]:
+    """[(critic run, SB3 run)] in run order for one part, algorithm and thread count (``ours``:
+    'critic', or 'critic-bf16' for the runs with ``precision='bf16'``)."""
     by_pair: dict[int, dict[str, Any]] = {}
     for r in runs:
         if r["part"] == part and r.get("algo") == algo and r["threads"] == threads:
             by_pair.setdefault(r["pair"], {})[r["lib"]] = r
-    return [(p.get("critic"), p.get("sb3")) for _, p in sorted(by_pair.items())]
+    return [(p.get(ours), p.get("sb3")) for _, p in sorted(by_pair.items()) if ours in p or ours == "critic"]
 
 
 def good(*rs) -> bool:
@@ -721,6 +724,12 @@ def report_updates(res, md: list[str], targets: list[str]) -> None:
             tgt = UPDATES_TARGET[algo]
             md.append(f"| {algo.upper()} | {th} | {fmt(cu, 1)} | {fmt(su, 1)} | **{fmt(r, 2)}×** | "
                       f"{', '.join(fmt(x, 2) for x in rs)} | ≥ {tgt}× ({met(r, tgt, True)}) |")
+            bf = [(b, s) for b, s in pairs_of(res["runs"], 1, algo, th, "critic-bf16") if good(b, s)]
+            if bf:
+                bu = median([b["updates_per_second"] for b, _ in bf])
+                brs = [b["updates_per_second"] / s["updates_per_second"] for b, s in bf]
+                md.append(f"| {algo.upper()}, critic `precision='bf16'` | {th} | {fmt(bu, 1)} | {fmt(su, 1)} | "
+                          f"{fmt(median(brs), 2)}× | {', '.join(fmt(x, 2) for x in brs)} | (not a float32 result) |")
             targets.append(f"| [1] {algo.upper()} updates/s, {th} thread(s) | critic / SB3 | {fmt(r, 2)} | "
                            f"≥ {tgt} | {met(r, tgt, True)} |")
 
@@ -861,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="part 1: pair i uses seeds[i %% len]; parts 2 and 4: one pair per seed")
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="torch thread counts, each its own rows (default 1 2; 1 with --quick)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="part 1: also run critic with precision='bf16' in every pair (reported beside, "
+                         "not against the float32 targets)")
     ap.add_argument("--pairs", type=int, default=2, help="critic/SB3 pairs per algorithm and thread count, part 1")
     ap.add_argument("--warmup", type=int, default=5000, help="part 1 warm-up env steps (learning_starts)")
     ap.add_argument("--updates", type=int, default=10_000, help="part 1 timed updates (env steps after warm-up)")
@@ -900,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
     def run_pair(part: int, algo: str, threads: int, seed: int, pair: int, extra: dict[str, Any]) -> None:
-        for lib in LIBS:  # critic then SB3, every pair
+        libs = LIBS + (("critic-bf16",) if part == 1 and args.bf16 else ())
+        for lib in libs:  # critic then SB3 (then critic in bf16), every pair
             lib_extra = dict(extra)
             if "steps_by_lib" in lib_extra:  # part 4: each side its own budget
                 lib_extra["steps"] = lib_extra.pop("steps_by_lib")[lib]

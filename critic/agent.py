@@ -7,6 +7,7 @@ subclasses it once and provides ``_build`` (networks and optimizers) and ``_upda
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -370,10 +371,17 @@ class Agent:
         metrics: dict[str, torch.Tensor] = {}
         if (self.env_steps > max(cfg.learning_starts, self._updates_from)
                 and (self.env_steps // stepper.num_envs) % cfg.train_freq == 0):
-            for _ in range(cfg.gradient_steps):
-                metrics = self._update()
-                self.updates += 1
+            with self._update_precision():
+                for _ in range(cfg.gradient_steps):
+                    metrics = self._update()
+                    self.updates += 1
         return metrics
+
+    def _update_precision(self):
+        """The updates' autocast context: bfloat16 matrix products with ``precision='bf16'``."""
+        if getattr(self.cfg, "precision", "float32") == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _explore(self, obs: torch.Tensor) -> torch.Tensor:
         """Exploration actions in the policy's own space (off-policy algorithms)."""

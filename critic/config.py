@@ -409,6 +409,11 @@ class OffPolicyConfig(Config):
     optimize_memory: bool = False
     """Store each observation once in replay (the next one is read from the following row):
     about half the memory for image observations."""
+    precision: str = "float32"
+    """Arithmetic of the gradient updates: 'float32', or 'bf16' (torch.autocast: matrix
+    products in bfloat16, weights, optimizer states, losses and the network outputs in
+    float32). On CPUs with AVX-512 BF16 or AMX, 1.4-1.5x faster updates of 256-wide networks;
+    elsewhere it can be slower. Acting and evaluation stay float32."""
     save_replay: bool = True
     """Write the replay contents into checkpoints (exact --resume); false keeps checkpoints small,
     and a resumed run refills the buffer for learning_starts steps before updating again."""
@@ -426,3 +431,4 @@ class OffPolicyConfig(Config):
         check(self.train_freq >= 1, "train_freq", self.train_freq, "an integer >= 1")
         check(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, "an integer >= 0")
         check(self.bootstrap_n >= 1, "bootstrap_n", self.bootstrap_n, "an integer >= 1")
+        check_choice("precision", self.precision, ("float32", "bf16"))

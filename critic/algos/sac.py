@@ -83,7 +83,7 @@ class SACNets(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.ent_coef_init)))
 
     def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
-        out = self.actor_head(self.actor_body(obs.reshape(obs.shape[0], -1)))
+        out = self.actor_head(self.actor_body(obs.reshape(obs.shape[0], -1))).float()  # float32 under autocast
         if self.discrete:
             return Categorical(out)
         mean, log_std = out.chunk(2, -1)

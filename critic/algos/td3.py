@@ -77,7 +77,7 @@ class TD3Nets(nn.Module):
 
     def mu(self, obs: Tensor, target: bool = False) -> Tensor:
         net = self.actor_target if target else self.actor
-        return torch.tanh(net(obs.reshape(obs.shape[0], -1)))
+        return torch.tanh(net(obs.reshape(obs.shape[0], -1)).float())  # float32 under autocast
 
 
 def update(nets: TD3Nets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], cfg: TD3Config,

@@ -48,6 +48,7 @@ class QEnsemble(nn.Module):
         return x if act is None else torch.cat([x, act], -1)
 
     def _out(self, h: Tensor) -> Tensor:
+        h = h.float()  # float32 Q-values under bf16 autocast (a no-op otherwise)
         return h.squeeze(-1) if self.n_outputs == 1 else h
 
     def forward(self, obs: Tensor, act: Tensor | None = None) -> Tensor:
