@@ -14,6 +14,7 @@ import platform
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -33,7 +34,7 @@ from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.envs.step import EnvStepper
 from critic.modules.actions import BoxScaler
 from critic.logger import Clock, Progress, RunLogger, solved_points, to_float, write_json
-from critic.nn import is_image_space, set_cpu_threads
+from critic.nn import cpu_has_native_bf16, is_image_space, set_cpu_threads
 from critic.normalize import ObsNormalizer, RewardNormalizer
 from critic.seeding import rng_state, seed_everything, set_rng_state
 
@@ -183,6 +184,10 @@ class Agent:
     # ------------------------------------------------------------------ set-up helpers
     def _set_threads(self) -> None:
         set_cpu_threads(self.device, self.cfg.torch_threads, wide=self._image or max(self.cfg.hidden_sizes) >= 256)
+        if getattr(self.cfg, "precision", "float32") == "bf16" and self.device.type == "cpu" \
+                and cpu_has_native_bf16() is False:
+            warnings.warn("precision='bf16' on a CPU without AVX-512 BF16 or AMX: bfloat16 products are "
+                          "emulated there and usually slower than float32", RuntimeWarning, stacklevel=3)
 
     def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         """What the networks see: normalised (when asked) float32 vectors, or raw images."""

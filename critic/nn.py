@@ -34,6 +34,20 @@ def set_cpu_threads(device: torch.device, n: int = 0, wide: bool = False) -> Non
         torch.set_num_threads(n)
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this x86 CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); ``None`` when
+    unknown (no ``/proc/cpuinfo``, or not an x86 CPU)."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:  # ARM and others list "Features", with other names
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def init_layer(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
     """Orthogonal weight init with ``gain`` and constant bias (the PPO/A2C convention)."""
     if isinstance(layer, (nn.Linear, nn.Conv2d)):

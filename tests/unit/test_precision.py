@@ -69,3 +69,27 @@ def test_precision_is_validated_and_saved(tmp_path):
     agent = critic.SAC("Pendulum-v1", **SMALL, precision="bf16")
     path = agent.save(tmp_path / "m.safetensors")
     assert critic.load(path).cfg.precision == "bf16"
+
+
+def test_cpu_bf16_detection_and_warning(tmp_path, monkeypatch):
+    from critic import agent as agent_mod
+    from critic.nn import cpu_has_native_bf16
+
+    with_bf16, without, arm = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu_has_native_bf16(str(with_bf16)) is True
+    assert cpu_has_native_bf16(str(without)) is False
+    assert cpu_has_native_bf16(str(arm)) is None
+    assert cpu_has_native_bf16(str(tmp_path / "missing")) is None
+
+    monkeypatch.setattr(agent_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="without AVX-512 BF16 or AMX"):
+        critic.TD3("Pendulum-v1", **SMALL, precision="bf16")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        critic.TD3("Pendulum-v1", **SMALL)  # float32: no warning
+        monkeypatch.setattr(agent_mod, "cpu_has_native_bf16", lambda: True)
+        critic.TD3("Pendulum-v1", **SMALL, precision="bf16")
