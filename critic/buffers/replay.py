@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from critic.buffers.memory import check_fits, nbytes
+
 FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
 
 
@@ -57,6 +59,11 @@ class ReplayBuffer:
             act_shape, act_dtype = tuple(act_space.shape), torch.float32
         z = lambda shape, dt: torch.zeros((self.C, self.N, *shape), dtype=dt, device=self.device)  # noqa: E731
         self.optimize_memory = bool(optimize_memory)
+        per_row = [(obs_space.shape, obs_dtype), (act_shape, act_dtype), ((), torch.float32), ((), torch.bool),
+                   ((), torch.bool)] + ([((), torch.int32)] if optimize_memory else [(obs_space.shape, obs_dtype)])
+        per_transition = nbytes(per_row)
+        check_fits("buffer_size", capacity, per_transition * self.C * self.N, self.device, per_transition,
+                   "" if optimize_memory else "optimize_memory=true stores each observation once")
         self.obs = z(obs_space.shape, obs_dtype)
         if self.optimize_memory:
             self.fields = tuple(f for f in FIELDS if f != "next_obs")

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from critic.buffers.memory import check_fits, nbytes
+
 FIELDS = ("obs", "actions", "rewards", "mu", "terminated", "truncated", "final_slot")
 
 
@@ -34,6 +36,10 @@ class SequenceReplay:
         self.S = max(1, capacity // (T * N))
         self.device = torch.device(device)
         dev = self.device
+        per_segment = nbytes([((T + 1, N, *obs_shape), obs_dtype), ((T, N), torch.long), ((T, N), torch.float32),
+                              ((T, N, n_actions), torch.float32), ((T, N), torch.bool), ((T, N), torch.bool),
+                              ((T, N), torch.int32)])
+        check_fits("buffer_size", capacity, per_segment * self.S, dev, per_segment / (T * N))
         self.obs = torch.zeros((self.S, T + 1, N, *obs_shape), dtype=obs_dtype, device=dev)
         self.actions = torch.zeros((self.S, T, N), dtype=torch.long, device=dev)
         self.rewards = torch.zeros((self.S, T, N), dtype=torch.float32, device=dev)
