@@ -96,3 +96,9 @@ def test_ctrl_c_writes_checkpoint_and_resume_continues(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["env_steps"] >= step + 2000
     assert critic.load(out / "model").env_steps == s["env_steps"]
+
+
+def test_python_dash_m_critic_is_the_cli():
+    out = subprocess.run([sys.executable, "-m", "critic", "train", "sac", "Pendulum-v1", "--set", "precision=fp16"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'precision'" in out.stderr, out.stderr
