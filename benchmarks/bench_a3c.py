@@ -130,9 +130,6 @@ def floor(spec: dict) -> dict:
 
     @ray.remote(num_cpus=1)
     class Caller:
-        def cpu(self):
-            return time.process_time()
-
         def go(self, ps, g, steps, calls):
             c, pending = time.process_time(), None
             for _ in range(calls):

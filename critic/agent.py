@@ -138,6 +138,10 @@ class Agent:
             self._updates_from = 0  # a resume without saved replay refills before updating
             self._sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
             self.scaler = BoxScaler(act_space) if isinstance(act_space, gym.spaces.Box) else None
+            self._bf16 = cfg.precision == "bf16"
+            if self._bf16 and self.device.type == "cpu" and cpu_has_native_bf16() is False:
+                warnings.warn("precision='bf16' on a CPU without AVX-512 BF16 or AMX: bfloat16 products are "
+                              "emulated there and usually slower than float32", RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ algorithm hooks
     def _build(self) -> None:
@@ -184,10 +188,6 @@ class Agent:
     # ------------------------------------------------------------------ set-up helpers
     def _set_threads(self) -> None:
         set_cpu_threads(self.device, self.cfg.torch_threads, wide=self._image or max(self.cfg.hidden_sizes) >= 256)
-        if getattr(self.cfg, "precision", "float32") == "bf16" and self.device.type == "cpu" \
-                and cpu_has_native_bf16() is False:
-            warnings.warn("precision='bf16' on a CPU without AVX-512 BF16 or AMX: bfloat16 products are "
-                          "emulated there and usually slower than float32", RuntimeWarning, stacklevel=3)
 
     def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         """What the networks see: normalised (when asked) float32 vectors, or raw images."""
@@ -384,7 +384,7 @@ class Agent:
 
     def _update_precision(self):
         """The updates' autocast context: bfloat16 matrix products with ``precision='bf16'``."""
-        if getattr(self.cfg, "precision", "float32") == "bf16":
+        if self._bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

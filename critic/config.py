@@ -412,7 +412,7 @@ class OffPolicyConfig(Config):
     precision: str = "float32"
     """Arithmetic of the gradient updates: 'float32', or 'bf16' (torch.autocast: matrix
     products in bfloat16, weights, optimizer states, losses and the network outputs in
-    float32). On CPUs with AVX-512 BF16 or AMX, 1.4-1.5x faster updates of 256-wide networks;
+    float32). On CPUs with AVX-512 BF16 or AMX, 1.4-1.7x more updates/s with 256-wide networks;
     elsewhere it can be slower. Acting and evaluation stay float32."""
     save_replay: bool = True
     """Write the replay contents into checkpoints (exact --resume); false keeps checkpoints small,

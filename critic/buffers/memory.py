@@ -52,12 +52,11 @@ def _gb(n: float) -> str:
     return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 / 10 else f"{n / 1024**2:.0f} MiB"
 
 
-def check_fits(field: str, value: int, need: int, device: torch.device, per_item: float, hint: str = "",
-               available: int | None = None) -> None:
+def check_fits(field: str, value: int, need: int, device: torch.device, per_item: float, hint: str = "") -> None:
     """Raise ``ConfigError`` naming ``field`` when ``need`` bytes exceed what ``device`` has free.
 
     ``per_item`` is the bytes per unit of ``field`` (to say how large it may be here)."""
-    free = available_bytes(device) if available is None else available
+    free = available_bytes(device)
     if free is None or need <= free:
         return
     most = int(free // per_item) if per_item > 0 else 0

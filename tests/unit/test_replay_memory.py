@@ -36,6 +36,14 @@ def test_needed_bytes_are_what_the_buffer_allocates(monkeypatch, optimize):
     assert seen and 0 <= extra <= (18 * 28224 if optimize else 0), (extra, need)
 
 
+def test_sequence_replay_needs_what_it_allocates(monkeypatch):
+    seen = []
+    monkeypatch.setattr(memory, "check_fits", lambda field, value, need, *a, **k: seen.append(need))
+    monkeypatch.setattr("critic.buffers.sequence.check_fits", memory.check_fits)
+    buf = SequenceReplay(2000, 20, 4, IMG.shape, torch.uint8, 6)
+    assert seen == [_allocated(buf) - buf.final_obs.nbytes]  # all but the 8 final-observation slots
+
+
 def test_too_large_replay_is_refused_naming_the_field(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 1024**3)  # 2 GiB free
     with pytest.raises(ConfigError, match=r"'buffer_size': 1,000,000 needs 52\.6 GiB .* 2\.0 GiB is available "
