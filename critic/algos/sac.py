@@ -35,7 +35,7 @@ from critic.distributions import Categorical, TanhGaussian
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
 from critic.nn import flat_dim, mlp
-from critic.optim import backward_step, flatten_
+from critic.optim import backward_step, flatten_, step_
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -113,11 +113,20 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
 
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
     if cfg.ent_coef is None:
-        alpha_loss = -(nets.log_alpha * (logp.detach() + target_entropy)).mean()
-        backward_step(opts["alpha"], alpha_loss, None)
-        metrics["loss/alpha"] = alpha_loss.detach()
+        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], logp.detach().mean() + target_entropy)
     polyak_update(nets.critic, nets.critic_target, cfg.tau)
     return metrics
+
+
+def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tensor:
+    """One step on L_alpha = -log_alpha * gap, gap = E[log pi] + target_entropy (or the
+    expected negative entropy for discrete actions): its gradient is -gap, set directly
+    rather than through autograd (a scalar; the backward pass would cost more than the step)."""
+    with torch.no_grad():
+        loss = -nets.log_alpha * gap
+    nets.log_alpha.grad = -gap
+    step_(opt)
+    return loss
 
 
 def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs: Tensor, act: Tensor, rew: Tensor,
@@ -144,9 +153,7 @@ def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs:
     neg_entropy = (probs * logp).sum(-1).detach()
     metrics["train/entropy"] = -neg_entropy.mean()
     if cfg.ent_coef is None:
-        alpha_loss = -(nets.log_alpha * (neg_entropy + target_entropy)).mean()
-        backward_step(opts["alpha"], alpha_loss, None)
-        metrics["loss/alpha"] = alpha_loss.detach()
+        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], neg_entropy.mean() + target_entropy)
     polyak_update(nets.critic, nets.critic_target, cfg.tau)
     return metrics
 
@@ -177,8 +184,9 @@ class SAC(Agent):
             "actor": torch.optim.Adam([flatten_([*self.nets.actor_body.parameters(),
                                                  *self.nets.actor_head.parameters()])], lr=lr, fused=True),
             "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=lr, fused=True),
-            "alpha": torch.optim.Adam([self.nets.log_alpha], lr=lr),
+            "alpha": torch.optim.Adam([self.nets.log_alpha], lr=lr, fused=True),
         }
+        flatten_(self.nets.critic_target.parameters(), grads=False)  # Polyak in one operation
 
     def _update(self) -> dict[str, Tensor]:
         return update(self.nets, self.optims, self._sample(), self.cfg, self.target_entropy)

@@ -120,6 +120,8 @@ class TD3(Agent):
             "actor": torch.optim.Adam([flatten_(self.nets.actor.parameters())], lr=cfg.learning_rate, fused=True),
             "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=cfg.learning_rate, fused=True),
         }
+        for target in (self.nets.actor_target, self.nets.critic_target):  # Polyak in one operation each
+            flatten_(target.parameters(), grads=False)
         shape = (cfg.num_envs, act_dim)
         self.noise = (OUNoise(shape, cfg.action_noise, self.np_rng) if cfg.noise_type == "ou"
                       else GaussianNoise(shape, cfg.action_noise, self.np_rng))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from critic.optim import flat_view
+
 
 @torch.no_grad()
 def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
@@ -12,6 +14,9 @@ def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
     src = [p for p in source.parameters()] + [b for b in source.buffers() if b.is_floating_point()]
     tgt = [p for p in target.parameters()] + [b for b in target.buffers() if b.is_floating_point()]
     assert len(src) == len(tgt), "source and target networks differ in structure"
+    flat_src, flat_tgt = flat_view(src), flat_view(tgt)  # both flattened: one operation
+    if flat_src is not None and flat_tgt is not None and flat_src.shape == flat_tgt.shape:
+        src, tgt = [flat_src], [flat_tgt]
     if tau == 1.0:
         torch._foreach_copy_(tgt, src)
     else:

@@ -145,7 +145,9 @@ def test_discrete_update_matches_brute_force():
             q = torch.minimum(*[nets.critic.member(e, s)[0] for e in range(2)])
             exp_actor += sum(p[a] * (alpha * torch.log(p[a]) - q[a]) for a in range(2)) / 8
             neg_ent += sum(p[a] * torch.log(p[a]) for a in range(2)) / 8
+    log_alpha = nets.log_alpha.detach().clone()
     m = update(nets, agent.optims, b, cfg, agent.target_entropy)
+    assert torch.allclose(m["loss/alpha"], -log_alpha * (neg_ent + agent.target_entropy), atol=1e-6)
     assert torch.allclose(m["loss/critic"], exp_critic, atol=1e-5)
     assert torch.allclose(m["loss/actor"], exp_actor, atol=1e-5)
     assert torch.allclose(m["train/entropy"], -neg_ent, atol=1e-5)
@@ -188,3 +190,25 @@ def test_compile_option_runs_and_checkpoints_like_eager(tmp_path):
     obs = torch.zeros(4, 3)
     with torch.no_grad():
         assert torch.allclose(agent.nets.dist(obs).mode(), loaded.nets.dist(obs).mode(), atol=1e-5)
+
+
+def test_alpha_step_equals_the_autograd_adam_step():
+    """The temperature's gradient is set directly (-gap); the step equals Adam on the loss
+    -E[log_alpha * (log pi + target_entropy)] through autograd, over several steps."""
+    from critic.algos.sac import _alpha_step
+
+    agent = small()
+    nets, opt = agent.nets, agent.optims["alpha"]
+    ref = torch.nn.Parameter(nets.log_alpha.detach().clone())
+    ref_opt = torch.optim.Adam([ref], lr=opt.param_groups[0]["lr"])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        logp = torch.randn(32, generator=gen) - 1.0
+        loss = _alpha_step(nets, opt, logp.mean() + agent.target_entropy)
+        ref_loss = -(ref * (logp + agent.target_entropy)).mean()
+        ref_opt.zero_grad()
+        ref_loss.backward()
+        ref_opt.step()
+        assert torch.allclose(loss, ref_loss.detach(), atol=1e-6)
+        assert torch.allclose(nets.log_alpha.detach(), ref.detach(), atol=1e-7)
+    assert abs(float(ref) - 0.0) > 1e-4  # it moved

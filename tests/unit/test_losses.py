@@ -243,3 +243,40 @@ def test_backward_step_on_flat_parameters_matches_torch():
         for p, q in zip(net_a.parameters(), net_b.parameters()):
             assert torch.allclose(p, q, atol=1e-6)
         assert not torch.equal(net_a[0].weight, torch.zeros_like(net_a[0].weight))
+
+
+def test_direct_fused_adam_step_is_bit_identical_to_optimizer_step():
+    """step_ calls the fused Adam kernel directly for one flat tensor: same parameters and
+    state as opt.step() to the bit (weight decay and a learning-rate change included); an LR
+    scheduler (which patches opt.step) or a step hook sends it back to opt.step()."""
+    from critic.optim import _direct_fused_adam, backward_step, flatten_
+
+    def run(direct: bool):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        flat = flatten_(net.parameters())
+        opt = torch.optim.Adam([flat], lr=1e-2, weight_decay=1e-3, fused=True)
+        for i in range(6):
+            x = torch.randn(5, 3)
+            if i == 3:
+                opt.param_groups[0]["lr"] = 3e-3
+            if direct:
+                backward_step(opt, net(x).square().sum(), None)
+            else:
+                opt.zero_grad(set_to_none=False)
+                net(x).square().sum().backward()
+                opt.step()
+        return flat.detach().clone(), {k: v.clone() for k, v in opt.state[flat].items()}, opt
+
+    (p_a, s_a, opt), (p_b, s_b, _) = run(True), run(False)
+    assert _direct_fused_adam(opt) is not None  # the direct path was the one taken
+    assert torch.equal(p_a, p_b)
+    assert all(torch.equal(s_a[k], s_b[k]) for k in s_b) and float(s_a["step"]) == 6
+    handle = opt.register_step_post_hook(lambda *a: None)
+    assert _direct_fused_adam(opt) is None
+    handle.remove()
+    assert _direct_fused_adam(opt) is not None
+    torch.optim.lr_scheduler.StepLR(opt, 1)
+    assert _direct_fused_adam(opt) is None
+    plain = torch.optim.Adam([torch.zeros(3, requires_grad=True)], lr=0.1)  # not fused
+    assert _direct_fused_adam(plain) is None

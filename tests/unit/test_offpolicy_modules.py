@@ -25,6 +25,32 @@ def test_q_ensemble_equals_independent_member_networks():
     assert not torch.allclose(out[0], out[1])  # members are initialised independently
 
 
+def test_q_ensemble_gradients_equal_independent_member_networks():
+    """The stacked forward (one-column last layer as multiply-and-sum) backpropagates the same
+    gradients as per-member matmuls, to the weights and to the actions."""
+    torch.manual_seed(0)
+    q = QEnsemble(3, 2, hidden=(8, 8), n_critics=2)
+    obs, act = torch.randn(5, 3), torch.randn(5, 2, requires_grad=True)
+    coef = torch.randn(2, 5)
+    (q(obs, act) * coef).sum().backward()
+    got = [p.grad.clone() for p in (*q.weights, *q.biases)], act.grad.clone()
+    ref_w = [p.detach().clone().requires_grad_() for p in q.weights]
+    ref_b = [p.detach().clone().requires_grad_() for p in q.biases]
+    act2 = act.detach().clone().requires_grad_()
+    total = 0
+    for e in range(2):
+        h = torch.cat([obs, act2], -1)
+        for i, (w, b) in enumerate(zip(ref_w, ref_b)):
+            h = h @ w[e] + b[e, 0]
+            if i < len(ref_w) - 1:
+                h = torch.relu(h)
+        total = total + (h.squeeze(-1) * coef[e]).sum()
+    total.backward()
+    for g, r in zip(got[0], [p.grad for p in (*ref_w, *ref_b)]):
+        assert torch.allclose(g, r, atol=1e-5)
+    assert torch.allclose(got[1], act2.grad, atol=1e-5)
+
+
 def test_q_ensemble_members_get_independent_gradients():
     torch.manual_seed(0)
     q = QEnsemble(3, 2, hidden=(8,), n_critics=2)

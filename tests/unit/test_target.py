@@ -88,3 +88,31 @@ def test_frozen_target_gets_no_gradient_and_update_runs_without_autograd():
     assert all(p.grad is None for p in tgt.parameters())
     polyak_update(src, tgt, 0.5)  # no autograd error on leaf tensors, still frozen
     assert all(not p.requires_grad and p.grad is None for p in tgt.parameters())
+
+
+@pytest.mark.parametrize("tau", [0.005, 1.0])
+def test_polyak_on_flattened_networks_is_one_operation_with_the_same_result(tau):
+    """Off-policy targets are flattened (frozen, no gradient buffer): Polyak then averages the
+    one flat tensor; the result equals the per-tensor update exactly."""
+    from critic.optim import flat_view, flatten_
+
+    def pair():
+        torch.manual_seed(0)
+        s, t = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)), nn.Sequential(
+            nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+        return s, freeze(t)
+
+    src_a, tgt_a = pair()
+    src_b, tgt_b = pair()
+    flatten_(src_b.parameters())
+    flat_t = flatten_(tgt_b.parameters(), grads=False)
+    assert flat_t.grad is None and all(not p.requires_grad for p in tgt_b.parameters())
+    assert flat_view(list(tgt_b.parameters())).data_ptr() == flat_t.data_ptr()
+    assert flat_view(list(tgt_a.parameters())) is None  # separate tensors: the foreach path
+    before = [p.clone() for p in tgt_b.parameters()]
+    for _ in range(3):
+        polyak_update(src_a, tgt_a, tau)
+        polyak_update(src_b, tgt_b, tau)
+    for a, b in zip(tgt_a.parameters(), tgt_b.parameters()):
+        assert torch.equal(a, b)
+    assert not any(torch.equal(a, b) for a, b in zip(tgt_b.parameters(), before))  # it moved
