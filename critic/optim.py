@@ -15,6 +15,7 @@ from typing import Iterable
 
 import torch
 from torch import nn
+from torch.optim import optimizer as _torch_optimizer
 
 
 def flatten_(params: Iterable[nn.Parameter], grads: bool = True) -> torch.Tensor:
@@ -77,8 +78,6 @@ def zero_grad_(opt: torch.optim.Optimizer) -> None:
 def _direct_fused_adam(opt: torch.optim.Optimizer) -> torch.Tensor | None:
     """The flat parameter of a plain fused Adam with one tensor, initialised state and no
     step hooks (what every off-policy optimizer is after its first step), else None."""
-    from torch.optim import optimizer as _opt
-
     if type(opt) is not torch.optim.Adam or len(opt.param_groups) != 1 or "step" in opt.__dict__:
         return None  # an LR scheduler's counter patches opt.step on the instance
     g = opt.param_groups[0]
@@ -87,7 +86,7 @@ def _direct_fused_adam(opt: torch.optim.Optimizer) -> torch.Tensor | None:
         return None
     if any(getattr(o, name, None) for o, name in (
             (opt, "_optimizer_step_pre_hooks"), (opt, "_optimizer_step_post_hooks"),
-            (_opt, "_global_optimizer_pre_hooks"), (_opt, "_global_optimizer_post_hooks"))):
+            (_torch_optimizer, "_global_optimizer_pre_hooks"), (_torch_optimizer, "_global_optimizer_post_hooks"))):
         return None
     p = g["params"][0]
     return p if p.grad is not None and opt.state.get(p) else None
