@@ -107,7 +107,10 @@ def retrace(rewards_TN: Tensor, q_taken_TN: Tensor, values_TN: Tensor, last_valu
     inside an episode and segment; at a termination Q_ret(t) = r_t, at a truncation
     Q_ret(t) = r_t + gamma V(true final observation) (``truncation_values_TN[t]``), at the
     segment end Q_ret(T-1) = r_{T-1} + gamma V(s_T) (``last_values_N``). ``rho_bar_TN[t]`` is
-    min(c, pi(a_t|s_t) / mu(a_t|s_t)). All inputs are treated as constants (no gradient).
+    the trace coefficient min(1, pi(a_t|s_t) / mu(a_t|s_t)): ACER's Algorithm 2 (and Retrace,
+    Munos et al. 2016) truncate the traces at 1. The larger c of ACER's policy gradient (10)
+    does not belong here: a product of ratios up to 10 along a segment makes Q_ret's variance
+    explode. All inputs are treated as constants (no gradient).
 
     Written as the linear recursion Q_ret(t) = x_t + d_t Q_ret(t+1) with
     x_t = r_t + gamma (V_{t+1} - rho_bar_{t+1} Q_{t+1}) and d_t = gamma rho_bar_{t+1} where the

@@ -4,12 +4,14 @@ One network with a shared body, a softmax policy head pi(.|s) and a Q head (one 
 action); V(s) = sum_a pi(a|s) Q(s, a). Each iteration collects a segment of ``n_steps`` from
 every env with the current policy (keeping the behaviour probabilities mu(.|s)), makes one
 on-policy update on it, stores it, and once ``replay_start`` transitions are stored makes
-``replay_ratio`` off-policy updates on segments drawn from replay. Per update (seed 004):
+``replay_ratio`` off-policy updates on segments drawn from replay. Per update (as Coach's ACER
+documentation describes it):
 
-* Retrace targets ``Q_ret`` (``returns.retrace``), truncated ratios rho_bar = min(c, pi/mu),
-  cut at terminations, bootstrapped at truncations and at the segment end;
-* policy gradient with truncated importance weights plus the bias-correction term over all
-  actions, and an entropy bonus (``losses.acer``), taken with respect to the distribution
+* Retrace targets ``Q_ret`` (``returns.retrace``, the paper's Algorithm 2), whose traces carry
+  the ratios truncated at 1, c_bar = min(1, pi/mu) (``retrace_c``), cut at terminations and
+  bootstrapped at truncations and at the segment end;
+* policy gradient with importance weights truncated at c (``truncation_c``, 10) plus the
+  bias-correction term over all actions, and an entropy bonus (``losses.acer``), taken with respect to the distribution
   parameters f = pi(.|s) and, with ``trust_region``, projected so that its component along
   k = d KL(pi_avg || pi) / d f stays below delta, pi_avg being an exponential moving average of
   the network (``avg_decay``);
@@ -55,7 +57,11 @@ class ACERConfig(Config):
     buffer_size: int = 50_000
     """Replay capacity in transitions (rounded down to whole segments of n_steps x num_envs)."""
     truncation_c: float = 10.0
-    """Importance-weight truncation c: rho_bar = min(c, pi/mu) (also the bias-correction threshold)."""
+    """Importance-weight truncation c of the policy gradient: rho_bar = min(c, pi/mu) (also the
+    bias-correction threshold)."""
+    retrace_c: float = 1.0
+    """Truncation of the importance weights in the Retrace traces: min(retrace_c, pi/mu). The
+    paper's Algorithm 2 uses 1; larger values let Q_ret's variance grow with the segment."""
     q_coef: float = 0.5
     """Weight of the Q-head loss."""
     ent_coef: float = 0.01
@@ -94,6 +100,7 @@ class ACERConfig(Config):
               f"an integer >= n_steps x num_envs = {self.n_steps * self.num_envs} (one segment)")
         check(math.isfinite(self.truncation_c) and self.truncation_c > 0, "truncation_c", self.truncation_c,
               "a number > 0")
+        check(math.isfinite(self.retrace_c) and self.retrace_c > 0, "retrace_c", self.retrace_c, "a number > 0")
         check(math.isfinite(self.q_coef) and self.q_coef >= 0, "q_coef", self.q_coef, "a number >= 0")
         check(math.isfinite(self.ent_coef) and self.ent_coef >= 0, "ent_coef", self.ent_coef, "a number >= 0")
         check(math.isfinite(self.trust_region_delta) and self.trust_region_delta > 0, "trust_region_delta",
@@ -145,6 +152,30 @@ class ACERNets(nn.Module):
         self.average = freeze(copy.deepcopy(online))
 
 
+def q_retrace(batch: dict[str, Tensor], f_all: Tensor, q_all: Tensor, v_all: Tensor, retrace_c: float,
+              gamma: float) -> Tensor:
+    """Retrace targets ``[T * N]`` of one segment from the network's outputs on its rows.
+
+    ``f_all``/``q_all`` ``[B + N + K, A]`` and ``v_all`` ``[B + N + K]`` hold pi, Q and V on the
+    segment's B = T * N observations, then the N bootstrap observations s_T, then the K true
+    final observations of truncated steps (``batch["final_idx"]``). The traces use
+    min(retrace_c, pi(a|s) / mu(a|s)).
+    """
+    actions, mu = batch["actions"], batch["mu"]
+    T, N = actions.shape
+    B = T * N
+    a = actions.reshape(B, 1)
+    trunc_v = torch.zeros(T, N, device=v_all.device)
+    if batch["final_obs"].shape[0]:
+        idx = batch["final_idx"]
+        trunc_v[idx[:, 0], idx[:, 1]] = v_all[B + N:]
+    rho_a = f_all[:B].gather(1, a).squeeze(1) / (mu.reshape(B, -1).gather(1, a).squeeze(1) + EPS)
+    q_a = q_all[:B].gather(1, a).squeeze(1)
+    return retrace(batch["rewards"], q_a.view(T, N), v_all[:B].view(T, N), v_all[B:B + N],
+                   rho_a.clamp(max=retrace_c).view(T, N), batch["terminated"], batch["truncated"],
+                   trunc_v, gamma).reshape(B)
+
+
 def update(nets: ACERNets, opt: torch.optim.Optimizer, batch: dict[str, Tensor], cfg: ACERConfig) -> dict[str, Tensor]:
     """One ACER update on one segment ``[T, N]`` (on-policy or replayed)."""
     actions, mu = batch["actions"], batch["mu"]
@@ -163,15 +194,7 @@ def update(nets: ACERNets, opt: torch.optim.Optimizer, batch: dict[str, Tensor],
     with torch.no_grad():
         v_all = (f_all * q_all).sum(-1)
         v = v_all[:B]
-        trunc_v = torch.zeros(T, N, device=v.device)
-        if K:
-            idx = batch["final_idx"]
-            trunc_v[idx[:, 0], idx[:, 1]] = v_all[B + N:]
-        rho_a = f.gather(1, a[:, None]).squeeze(1) / (mu.gather(1, a[:, None]).squeeze(1) + EPS)
-        q_a = q.gather(1, a[:, None]).squeeze(1)
-        q_ret = retrace(batch["rewards"], q_a.view(T, N), v.view(T, N), v_all[B:B + N],
-                        rho_a.clamp(max=cfg.truncation_c).view(T, N), batch["terminated"], batch["truncated"],
-                        trunc_v, cfg.gamma).reshape(B)
+        q_ret = q_retrace(batch, f_all, q_all, v_all, cfg.retrace_c, cfg.gamma)
     f_leaf = f.detach().requires_grad_(True)
     objective, metrics = acer_policy_objective(f_leaf, a, mu, q.detach(), v, q_ret, cfg.truncation_c, cfg.ent_coef)
     (g,) = torch.autograd.grad(objective.sum(), f_leaf)  # per-row gradient of the objective

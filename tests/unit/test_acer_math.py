@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from critic.algos.acer import ACERConfig, ACERNet, ACERNets, update
+from critic.config import ConfigError
 from critic.buffers.sequence import SequenceReplay
 from critic.losses.acer import acer_policy_objective, kl_grad, trust_region_project
 from critic.optim import flatten_
@@ -229,7 +230,7 @@ def test_update_back_propagates_the_projected_gradient():
         f = f_all[:B]
         tv = torch.zeros(T, N)
         tv[3, 1] = v[-1]
-        rho_bar = (f.gather(1, a[:, None]).squeeze(1) / mu.gather(1, a[:, None]).squeeze(1)).clamp(max=cfg.truncation_c)
+        rho_bar = (f.gather(1, a[:, None]).squeeze(1) / mu.gather(1, a[:, None]).squeeze(1)).clamp(max=cfg.retrace_c)
         q_ret = retrace(batch["rewards"], q[:B].gather(1, a[:, None]).view(T, N), v[:B].view(T, N), v[B:B + N],
                         rho_bar.view(T, N), batch["terminated"], batch["truncated"], tv, GAMMA).reshape(-1)
     f_leaf = f.clone().requires_grad_(True)
@@ -242,6 +243,92 @@ def test_update_back_propagates_the_projected_gradient():
     for n, p in ref.named_parameters():
         want = p.grad if p.grad is not None else torch.zeros_like(p)
         torch.testing.assert_close(got[n], want, atol=1e-6, rtol=1e-4, msg=n)
+
+
+def algorithm2_q_retrace(r, q_a, v, v_boot, rho, term, trunc, v_trunc, gamma):
+    """ACER's Algorithm 2 (Wang et al. 2016) for one env's segment, written as the paper does:
+    walk backwards from the bootstrap value, Q_ret <- r_i + gamma Q_ret, record it, then
+    Q_ret <- min(1, rho_i) (Q_ret - Q(x_i, a_i)) + V(x_i). An episode end inside the segment
+    restarts the walk: 0 after a termination, V(true final observation) after a truncation."""
+    T = len(r)
+    out = [0.0] * T
+    q_ret = v_boot
+    for i in range(T - 1, -1, -1):
+        if term[i]:
+            q_ret = 0.0
+        elif trunc[i]:
+            q_ret = v_trunc[i]
+        q_ret = r[i] + gamma * q_ret
+        out[i] = q_ret
+        q_ret = min(1.0, rho[i]) * (q_ret - q_a[i]) + v[i]
+    return out
+
+
+@pytest.mark.parametrize("retrace_c, matches", [(1.0, True), (10.0, False)])
+def test_acer_update_regresses_q_on_algorithm_2_targets(retrace_c, matches):
+    """The update's Q loss is 1/2 mean (Q_ret - Q(s, a))^2 with Q_ret from Algorithm 2 (traces
+    truncated at 1) on a hand-made off-policy segment with a termination and a truncation.
+    Negative control: the traces truncated at c = 10 (the old code) give other targets."""
+    T, N, A = 6, 2, 3
+    nets, opt, batch = _nets_and_batch(T=T, N=N, A=A, seed=5, mu_from_policy=False)
+    # behaviour far from the policy: mu(a_t) = 0.05 on even steps (ratios near 7), 0.9 on odd ones
+    taken = torch.nn.functional.one_hot(batch["actions"], A).float()
+    p_taken = torch.where(torch.arange(T)[:, None, None] % 2 == 0, 0.05, 0.9)
+    batch["mu"] = taken * p_taken + (1 - taken) * (1 - p_taken) / (A - 1)
+    cfg = ACERConfig(gamma=GAMMA, retrace_c=retrace_c, truncation_c=10.0, max_grad_norm=None, trust_region=False)
+    logits, q = nets.online(torch.cat([batch["obs"].flatten(0, 1), batch["final_obs"]]))
+    with torch.no_grad():
+        f = torch.softmax(logits, -1)
+        v = (f * q).sum(-1).numpy().astype(np.float64)
+    a = batch["actions"].numpy()
+    f, q = f.numpy().astype(np.float64), q.detach().numpy().astype(np.float64)
+    mu = batch["mu"].numpy().astype(np.float64)
+    B = T * N
+    want = np.zeros((T, N))
+    for n in range(N):
+        rows = [t * N + n for t in range(T)]
+        rho = [f[i, a[t, n]] / mu[t, n, a[t, n]] for t, i in enumerate(rows)]
+        v_trunc = [v[B + N] if (t, n) == (3, 1) else 0.0 for t in range(T)]
+        want[:, n] = algorithm2_q_retrace(batch["rewards"][:, n].tolist(), [q[i, a[t, n]] for t, i in enumerate(rows)],
+                                          [v[i] for i in rows], v[B + n], rho, batch["terminated"][:, n].tolist(),
+                                          batch["truncated"][:, n].tolist(), v_trunc, GAMMA)
+    assert max(r for n in range(N) for r in [f[t * N + n, a[t, n]] / mu[t, n, a[t, n]] for t in range(T)]) > 5
+    q_a = np.take_along_axis(q[:B], a.reshape(B, 1), 1)[:, 0]
+    want_loss = 0.5 * np.mean((want.reshape(B) - q_a) ** 2)
+    metrics = update(nets, opt, batch, cfg)
+    got = float(metrics["loss/critic"])
+    if matches:
+        assert got == pytest.approx(want_loss, rel=1e-5)
+    else:
+        assert abs(got - want_loss) > 1e-3 * max(want_loss, 1.0)
+
+
+def test_retrace_traces_truncated_at_one_keep_q_ret_variance_bounded():
+    """Q errors of std 1 along a 20-step segment, actions from mu far from pi: with the traces
+    truncated at 1 the spread of Q_ret(0) stays near the errors' own; truncated at c = 10 (the
+    old choice, negative control) products of ratios up to 10 blow it up."""
+    g = torch.Generator().manual_seed(0)
+    T, N, A = 20, 4000, 4
+    dirichlet = torch.distributions.Dirichlet(torch.full((A,), 0.3))
+    torch.manual_seed(0)
+    pi, mu = dirichlet.sample((T, N)), dirichlet.sample((T, N))
+    a = torch.multinomial(mu.reshape(-1, A), 1, generator=g).view(T, N, 1)
+    q_err = torch.randn(T, N, A, generator=g)  # the true Q is 0 everywhere (no rewards)
+    v = (pi * q_err).sum(-1)
+    rho = (pi.gather(-1, a) / mu.gather(-1, a)).squeeze(-1)
+    none = torch.zeros(T, N, dtype=torch.bool)
+    spread = {}
+    for c in (1.0, 10.0):
+        q_ret = retrace(torch.zeros(T, N), q_err.gather(-1, a).squeeze(-1), v, torch.zeros(N), rho.clamp(max=c),
+                        none, none, torch.zeros(T, N), 0.99)
+        spread[c] = (q_ret[0].std().item(), q_ret[0].abs().max().item())
+    assert spread[1.0][0] < 1.5 and spread[1.0][1] < 10
+    assert spread[10.0][0] > 5 * spread[1.0][0] and spread[10.0][1] > 20 * spread[1.0][1]
+
+
+def test_retrace_c_is_validated():
+    with pytest.raises(ConfigError, match="retrace_c"):
+        ACERConfig(retrace_c=0.0)
 
 
 # ----------------------------------------------------------------------------- sequence replay
