@@ -293,7 +293,8 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--num-envs", type=int, help="parallel environments")
     t.add_argument("--preset", help="tuned hyper-parameters: a name from `critic list` or a YAML path")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
+    t.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="override hyper-parameters: --set gamma=0.98 n_steps=32 (several pairs, or the flag repeated)")
     t.add_argument("--out", help="run directory (default runs/ALGO_ENV_sSEED_TIME)")
     t.add_argument("--eval-every", type=int, help="evaluate every N env steps (default steps/20)")
     t.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation (default 10)")
@@ -349,6 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         algo_for_help = argv[1]
     parser = build_parser(algo_for_help)
     args = parser.parse_args(argv)
+    bad = [i for i in (getattr(args, "set", None) or []) if "=" not in i]
+    if args.command == "train" and bad:  # positionals after --set were taken as pairs
+        print(f"critic: error: --set expects key=value pairs, got {bad[0]!r} (give ALGO and ENV_ID before "
+              "--set)", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "train" and not args.resume and (not args.algo or not args.env_id):
         parser.error("train needs ALGO and ENV_ID (or --resume RUN_DIR)")
     if args.command == "eval" and args.episodes < 1:

@@ -246,9 +246,7 @@ class Config:
         kwargs = {}
         for key, value in data.items():
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ConfigError(f"unknown field {str(key)!r} for {cls.__name__}{hint}")  # repr: one line
+                raise ConfigError(f"unknown field {str(key)!r} for {cls.__name__}{suggest(str(key), names)}")
             kwargs[key] = coerce(key, value, types_[key])
         try:
             return cls(**kwargs)
@@ -274,12 +272,55 @@ class Config:
         return out
 
 
+# Names other libraries use for critic's fields (Stable-Baselines3 / RL Zoo, CleanRL, keras-gym),
+# so a misspelt or foreign name is answered with the field that means the same thing.
+ALIASES = {
+    "lr": "learning_rate", "alpha": "ent_coef", "clip_range": "clip_eps", "clip_param": "clip_eps",
+    "clip_coef": "clip_eps", "n_envs": "num_envs", "net_arch": "hidden_sizes", "activation_fn": "activation",
+    "target_policy_noise": "target_noise", "policy_noise": "target_noise", "noise_clip": "target_noise_clip",
+    "policy_frequency": "policy_delay", "policy_freq": "policy_delay", "max_grad_norm": "max_grad_norm",
+    "vf_coef": "vf_coef", "entropy_beta": "ent_coef", "ent_coef": "ent_coef", "n_epochs": "n_epochs",
+    "update_epochs": "n_epochs", "num_steps": "n_steps", "n_step": "bootstrap_n", "nstep": "bootstrap_n",
+    "bootstrap_n": "bootstrap_n", "buffer_size": "buffer_size", "learning_starts": "learning_starts",
+    "tau": "tau", "gae_lambda": "gae_lambda", "lam": "gae_lambda", "lambda": "gae_lambda", "discount": "gamma",
+    "batch": "batch_size", "minibatch_size": "batch_size", "seed": "seed", "normalize": "normalize_obs",
+    "norm_obs": "normalize_obs", "norm_reward": "normalize_reward", "normalize_advantages": "normalize_advantage",
+    "norm_adv": "normalize_advantage", "target_kl": "target_kl", "use_sde": None, "policy_lr": "actor_learning_rate",
+    "q_lr": "critic_learning_rate", "actor_lr": "actor_learning_rate", "critic_lr": "critic_learning_rate",
+    "exploration_noise": "action_noise", "noise_std": "action_noise", "start_steps": "learning_starts",
+    "total_timesteps": None, "n_timesteps": None, "num_workers": "workers", "n_workers": "workers",
+}
+
+
+def suggest(key: str, names: typing.Sequence[str]) -> str:
+    """'; did you mean X, Y?' for an unknown field: the field another library's name means, then
+    the closest spellings (difflib), or '' when nothing is close."""
+    out: list[str] = []
+    alias = ALIASES.get(key.lower().replace("-", "_"))
+    if alias in names:
+        out.append(alias)
+    if key.lower() in ("total_timesteps", "n_timesteps", "steps"):
+        return " (the number of env steps is not a hyper-parameter: use --steps N, or learn(N))"
+    norm = {n.replace("_", ""): n for n in names}
+    for cand in difflib.get_close_matches(key.lower().replace("_", "").replace("-", ""), list(norm), n=3, cutoff=0.6):
+        if norm[cand] not in out:
+            out.append(norm[cand])
+    for cand in difflib.get_close_matches(key, names, n=3, cutoff=0.6):
+        if cand not in out:
+            out.append(cand)
+    if not out:  # a word of the name inside a field (e.g. 'noise' -> action_noise, target_noise)
+        words = [w for w in re.split(r"[_\-]", key.lower()) if len(w) >= 3]
+        out = [n for n in names if any(w in n.split("_") for w in words)][:3]
+    return f"; did you mean {', '.join(out[:3])}?" if out else ""
+
+
 def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
     """Parse CLI ``--set key=value`` items into a dict of raw strings."""
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {short_repr(item)} (several pairs may follow one "
+                              "--set; give ALGO and ENV_ID before it)")
         key, value = item.split("=", 1)
         key = key.strip()
         if not key:

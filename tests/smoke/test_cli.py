@@ -39,6 +39,17 @@ def test_train_eval_plot(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_set_takes_several_pairs_and_repeats(tmp_path, capsys):
+    """RL Zoo users type several pairs after one --set; the flag may also repeat."""
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "CartPole-v1", "--steps", "64", "--out", str(out), "--no-progress",
+                 "--set", "gamma=0.98", "n_steps=32", "batch_size=32", "--set", "n_epochs=1", "--eval-every", "64",
+                 "--eval-episodes", "1"]) == 0
+    import yaml
+    h = yaml.safe_load((out / "config.yaml").read_text())["hparams"]
+    assert (h["gamma"], h["n_steps"], h["batch_size"], h["n_epochs"]) == (0.98, 32, 32, 1)
+
+
 def test_list(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
@@ -59,6 +70,11 @@ def test_train_help_lists_hyperparameters():
     (["train", "ppo", "CartPole-v1", "--set", "n_steps=abc"], "invalid value for 'n_steps': 'abc'"),
     (["train", "ppo", "CartPole-v1", "--set", "gamam=0.9"], "unknown field 'gamam'"),
     (["train", "ppo", "CartPole-v1", "--set", "novalue"], "--set expects key=value"),
+    (["train", "ppo", "CartPole-v1", "--set", "lr=1e-3"], "unknown field 'lr' for PPOConfig; did you mean learning_rate?"),
+    (["train", "ppo", "CartPole-v1", "--set", "clip_range=0.1"], "did you mean clip_eps?"),
+    (["train", "td3", "Pendulum-v1", "--set", "policy_noise=0.1"], "did you mean target_noise"),
+    (["train", "sac", "Pendulum-v1", "--set", "total_timesteps=10"], "use --steps N"),
+    (["train", "--set", "gamma=0.9", "ppo", "CartPole-v1"], "got 'ppo' (give ALGO and ENV_ID before --set)"),
     (["train", "pop", "CartPole-v1"], "unknown algorithm 'pop'"),
     (["train", "ppo", "CartPole-v1", "--preset", "nope"], "unknown preset 'nope'"),
     (["train", "ppo", "evil.module:Env", "--steps", "10"], "refused unless explicitly allowed"),
