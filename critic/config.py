@@ -191,12 +191,14 @@ class Config:
     """Hidden layer widths of the MLP bodies."""
     activation: str = "tanh"
     """Hidden activation: 'tanh', 'relu', 'elu' or 'gelu'."""
+    adam_betas: tuple[float, ...] = (0.9, 0.999)
+    """Adam's (beta1, beta2), for every Adam optimizer of the algorithm."""
     normalize_obs: bool = False
     """Normalise observations with running mean/std (statistics are saved with the model)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (saved with the model)."""
     compile: bool = False
-    """torch.compile every network's forward (compiles on first use; see BENCHMARKS for what it
+    """torch.compile every network's forward (compiles on first use; see benchmarks/RESULTS.md for what it
     gives: on a small CPU it was slower than eager)."""
     log_every: int = 1000
     """Write a metrics row (and refresh the progress bar) every this many env steps."""
@@ -224,6 +226,8 @@ class Config:
               "hidden_sizes", self.hidden_sizes, "one or more positive integers")
         check_choice("activation", self.activation, ("tanh", "relu", "elu", "gelu"))
         check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
+        check(len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas), "adam_betas",
+              self.adam_betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +236,12 @@ class Config:
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
+
+    def lr_of(self, network: str) -> float:
+        """The learning rate of ``network`` ('actor' or 'critic'): its own field when the config
+        has one and it is set, else ``learning_rate``."""
+        own = getattr(self, f"{network}_learning_rate", None)
+        return self.learning_rate if own is None else own
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -429,6 +439,10 @@ class OffPolicyConfig(Config):
 
     learning_rate: float = 3e-4
     """Optimizer learning rate (actor, critics and entropy coefficient)."""
+    actor_learning_rate: float | None = None
+    """The actor's learning rate; none uses learning_rate (CleanRL's policy_lr)."""
+    critic_learning_rate: float | None = None
+    """The critics' learning rate; none uses learning_rate (CleanRL's q_lr)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and critic MLPs."""
     activation: str = "relu"
@@ -463,6 +477,9 @@ class OffPolicyConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("actor_learning_rate", "critic_learning_rate"):
+            lr = getattr(self, name)
+            check(lr is None or lr > 0, name, lr, "a number > 0, or none to use learning_rate")
         check(self.buffer_size >= self.num_envs, "buffer_size", self.buffer_size, f"an integer >= num_envs ({self.num_envs})")
         check(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an integer >= 0")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")

@@ -1,10 +1,10 @@
-"""Small pieces the on-policy algorithm files share (optimizer construction, LR schedule)."""
+"""Small pieces the algorithm files share (optimizer construction, LR schedule)."""
 
 from __future__ import annotations
 
 import torch
 
-from critic.config import OnPolicyConfig
+from critic.config import Config, OnPolicyConfig
 from critic.optim import flatten_
 
 
@@ -18,8 +18,13 @@ def optimizer_for(params: list[torch.Tensor], cfg: OnPolicyConfig) -> torch.opti
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps,
                                    foreach=True)
+    return adam(params, cfg.learning_rate, cfg, eps=cfg.optim_eps)
+
+
+def adam(params: list[torch.Tensor], lr: float, cfg: Config, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam with the config's ``adam_betas``, fused where the device has the kernel."""
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optim_eps, fused=fused)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=eps, fused=fused)
 
 
 def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps: int,

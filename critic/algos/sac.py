@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
+from critic.algos.common import adam
 from critic.config import ConfigError, OffPolicyConfig, check
 from critic.distributions import Categorical, TanhGaussian
 from critic.modules.critics import QEnsemble
@@ -179,12 +180,11 @@ class SAC(Agent):
             default_target = -act_dim
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else default_target)
         self.nets = SACNets(obs_dim, act_dim, cfg, n_actions=n).to(self.device)
-        lr = cfg.learning_rate
         self.optims = {
-            "actor": torch.optim.Adam([flatten_([*self.nets.actor_body.parameters(),
-                                                 *self.nets.actor_head.parameters()])], lr=lr, fused=True),
-            "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=lr, fused=True),
-            "alpha": torch.optim.Adam([self.nets.log_alpha], lr=lr, fused=True),
+            "actor": adam([flatten_([*self.nets.actor_body.parameters(), *self.nets.actor_head.parameters()])],
+                          cfg.lr_of("actor"), cfg),
+            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),
+            "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg),
         }
         flatten_(self.nets.critic_target.parameters(), grads=False)  # Polyak in one operation
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
+from critic.algos.common import adam
 from critic.config import OffPolicyConfig, check, check_choice
 from critic.modules.actions import GaussianNoise, OUNoise
 from critic.modules.critics import QEnsemble
@@ -70,7 +71,7 @@ class TD3Nets(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, cfg: DeterministicConfig, n_critics: int):
         super().__init__()
         self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, ortho_init=False)
-        init_uniform(self.actor[-1], 3e-3)  # tanh starts unsaturated (DDPG paper, seed 000)
+        init_uniform(self.actor[-1], 3e-3)  # tanh starts unsaturated (the DDPG paper, Lillicrap et al. 2015)
         self.actor_target = freeze(copy.deepcopy(self.actor))
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, n_critics, cfg.activation)
         self.critic_target = freeze(copy.deepcopy(self.critic))
@@ -117,8 +118,8 @@ class TD3(Agent):
         obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
         self.nets = TD3Nets(obs_dim, act_dim, cfg, self._n_critics()).to(self.device)
         self.optims = {
-            "actor": torch.optim.Adam([flatten_(self.nets.actor.parameters())], lr=cfg.learning_rate, fused=True),
-            "critic": torch.optim.Adam([flatten_(self.nets.critic.parameters())], lr=cfg.learning_rate, fused=True),
+            "actor": adam([flatten_(self.nets.actor.parameters())], cfg.lr_of("actor"), cfg),
+            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),
         }
         for target in (self.nets.actor_target, self.nets.critic_target):  # Polyak in one operation each
             flatten_(target.parameters(), grads=False)
