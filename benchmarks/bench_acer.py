@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""ACER's sample efficiency against critic's A2C, and ACER's Atari throughput (see BENCHMARKS.md).
+"""ACER's sample efficiency against critic's A2C, and ACER's Atari throughput (method: benchmarks/README.md).
 
 1. ``efficiency`` -- CartPole-v1 (threshold 475) and Acrobot-v1 (threshold -100), each algorithm
    with its own preset (``critic/presets/{acer,a2c}_{cartpole,acrobot}.yaml``; a missing preset

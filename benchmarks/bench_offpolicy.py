@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""critic against Stable-Baselines3 for the off-policy algorithms SAC, TD3 and DDPG (see BENCHMARKS.md).
+"""critic against Stable-Baselines3 for the off-policy algorithms SAC, TD3 and DDPG (method: benchmarks/README.md).
 
 Every run is a fresh Python subprocess (this script with ``--worker``), so imports, thread pools,
 ``torch.set_flush_denormal`` (critic turns it on by itself on CPU, SB3 does not) and allocator
@@ -16,7 +16,7 @@ count is reported in its own table rows.
    (SB3) with one update per env step: updates/s = updates done in that call / its seconds.
    Median over ``--pairs`` alternating pairs; ratio critic / SB3 against the targets
    (SAC, TD3 >= 1.3x; DDPG >= 1.8x).
-2. ``pendulum`` -- learning on Pendulum-v1 with identical hyper-parameters (BENCHMARKS.md's table):
+2. ``pendulum`` -- learning on Pendulum-v1 with identical hyper-parameters (benchmarks/README.md's reference table):
    20k env steps, one update per step. Every 1000 env steps training pauses for the *same*
    evaluation function on both sides (10 deterministic episodes on a fresh env seeded with run
    seed + 100003, each library's own ``predict``); evaluation time is excluded from the clock.
@@ -106,7 +106,7 @@ CHEETAH_HP: dict[str, dict[str, Any]] = {  # RL-Zoo HalfCheetah, but one update 
     "ddpg": dict(hidden_sizes=(400, 300), learning_rate=1e-3, batch_size=256, tau=0.005, gamma=0.99,
                  buffer_size=1_000_000, action_noise=0.1, noise_type="gaussian", **_ONE_PER_STEP),
 }
-PENDULUM_HP: dict[str, dict[str, Any]] = {  # BENCHMARKS.md "Reference hyper-parameters"
+PENDULUM_HP: dict[str, dict[str, Any]] = {  # benchmarks/README.md, "Reference hyper-parameters"
     "sac": dict(hidden_sizes=(256, 256), learning_rate=1e-3, buffer_size=1_000_000, learning_starts=100,
                 batch_size=256, tau=0.005, gamma=0.99, ent_coef=None, **_ONE_PER_STEP),
     "td3": dict(hidden_sizes=(400, 300), learning_rate=1e-3, gamma=0.98, buffer_size=200_000,

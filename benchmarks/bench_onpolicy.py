@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""critic against Stable-Baselines3 on CartPole-v1: PPO and A2C (see BENCHMARKS.md).
+"""critic against Stable-Baselines3 on CartPole-v1: PPO and A2C (method: benchmarks/README.md).
 
 Three parts, each run side by side and alternately (critic, SB3, critic, SB3, ...) in this one
 invocation, every run in a fresh Python subprocess (so imports, thread pools and allocator state
 never leak from one run into the next) with the same ``torch.set_num_threads``:
 
-1. Implementation efficiency. Identical hyper-parameters (BENCHMARKS.md's table), one plain
+1. Implementation efficiency. Identical hyper-parameters (benchmarks/README.md's reference table), one plain
    ``learn(steps)`` with no evaluation; env steps/s and gradient updates/s over that call, the
    split of that time into collection and update, and the final return (10 deterministic
    episodes after training). Medians over the pairs and the ratio critic / SB3.
@@ -55,7 +55,7 @@ LIBS = ("critic", "sb3")
 LIB_NAMES = {"critic": "critic", "sb3": "SB3"}
 
 # ----------------------------------------------------------------------------------------------
-# Hyper-parameters (BENCHMARKS.md, "Reference hyper-parameters"): identical on both sides.
+# Hyper-parameters (benchmarks/README.md, "Reference hyper-parameters"): identical on both sides.
 
 PPO_HP = dict(num_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
               learning_rate=1e-3, clip=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)

@@ -224,7 +224,7 @@ class Agent:
         """Train for ``total_steps`` more environment steps.
 
         ``callback(agent, info)`` runs after every iteration; returning ``False`` stops training.
-        With ``run_dir`` the run directory of BENCHMARKS.md is written (metrics, evaluations,
+        With ``run_dir`` the run directory described in benchmarks/README.md is written (metrics, evaluations,
         checkpoints, final model, summary, curve). Ctrl-C stops at the end of the current
         iteration, writes a checkpoint to ``run_dir`` and raises ``KeyboardInterrupt``.
         """

@@ -1,6 +1,6 @@
 """Advantage actor-critic, synchronous (Mnih et al. 2016, arXiv:1602.01783, A2C form).
 
-One code path, three flavours (seed 001):
+One code path, three flavours (the Keras actor-critic CartPole example and its per-step variant):
   * n-step A2C: N envs, rollouts of ``n_steps``; advantages by GAE (lambda=1 gives the
     n-step return R_t = sum_k gamma^k r_{t+k} + gamma^m V(s_{t+m}) minus V(s_t)).
   * per-step on-policy A2C: ``n_steps=1`` with one env: an update after every step,

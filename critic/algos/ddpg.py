@@ -1,5 +1,5 @@
 """Deep Deterministic Policy Gradient (Lillicrap et al. 2015, arXiv:1509.02971), continuous
-actions: seed ``000``'s algorithm with the terminal mask it forgot.
+actions: the Keras DDPG example's algorithm with the terminal mask it forgot.
 
     y   = r + discount * Q'(s', mu'(s'))          (discount = 0 past a termination)
     L_Q = 1/2 E[(Q(s, a) - y)^2]

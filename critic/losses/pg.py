@@ -1,6 +1,6 @@
 """Policy-gradient losses shared by the A2C/PPO agents and the components face.
 
-Update strategies (keras-gym names, seed 003):
+Update strategies (keras-gym names):
   vanilla        J = -A(s,a) log pi(a|s)
   ppo            J = -min(r A, clip(r, 1-eps, 1+eps) A),  r = pi(a|s) / pi_old(a|s)
   cross_entropy  J = -sum_a pi_b(a|s) log pi(a|s)   (advantages unused)

@@ -1,6 +1,6 @@
 """Asynchronous workers on this machine: torch.multiprocessing with parameters in shared memory.
 
-The runner only orchestrates (DESIGN.md). The algorithm gives it a picklable *worker factory*
+The runner only orchestrates (docs/architecture.md). The algorithm gives it a picklable *worker factory*
 ``factory(worker_id, generation) -> worker`` whose ``worker.rollout_gradient(params)`` copies
 ``params`` into its local network, collects one rollout with its own envs and returns the
 (clipped) gradient, the loss metrics and the finished episodes' returns. The runner owns:

@@ -1,4 +1,4 @@
-"""Fast learning on analytic environments with known answers (RELIABILITY.md), seconds each,
+"""Fast learning on analytic environments with known answers (docs/reliability.md), seconds each,
 for the on-policy family: A2C, PPO, ACER and A3C (worker processes: its env factories are
 module-level functions and ``functools.partial``, which pickle).
 

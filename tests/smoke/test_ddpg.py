@@ -43,7 +43,7 @@ def test_every_update_moves_actor_and_both_targets_by_tau():
 
 
 def test_critic_target_masks_terminations():
-    """y = r + discount * Q'(s', mu'(s')), with discount 0 at a termination (seed 000's bug)."""
+    """y = r + discount * Q'(s', mu'(s')), with discount 0 at a termination (the Keras DDPG example's bug)."""
     agent = small()
     agent.learn(60, progress_bar=False)
     nets = agent.nets

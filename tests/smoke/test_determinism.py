@@ -1,4 +1,4 @@
-"""Determinism (RELIABILITY.md, "Fast learning on analytic environments"): for every algorithm,
+"""Determinism (docs/reliability.md, "Fast learning on analytic environments"): for every algorithm,
 the same seed twice gives bit-identical parameters, optimizer states and traces (the training
 episodes' returns, the evaluation returns, the last logged metrics) on CPU; another seed gives
 different parameters, so the comparison can fail.

@@ -1,4 +1,4 @@
-"""NaN guard (RELIABILITY.md): a non-finite parameter or loss stops training with the env step and
+"""NaN guard (docs/reliability.md): a non-finite parameter or loss stops training with the env step and
 the source, the run's last good checkpoint stays loadable and finite, and no checkpoint with
 non-finite weights is ever written."""
 

@@ -1,4 +1,4 @@
-"""Bit-identical resume (RELIABILITY.md, "Checkpoints and resume"): training 2N steps straight and
+"""Bit-identical resume (docs/reliability.md, "Checkpoints and resume"): training 2N steps straight and
 training N, saving, loading in a NEW process and training N more give identical parameters and
 optimizer states, for every algorithm (A3C excepted: asynchronous by design, see
 docs/reliability.md). The negative control drops the envs' saved state after loading (fresh

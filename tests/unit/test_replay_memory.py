@@ -1,6 +1,6 @@
 """A replay buffer larger than the free memory is refused before anything is allocated, with a
 ConfigError naming 'buffer_size', the bytes needed, the bytes available and the largest size
-that fits (RELIABILITY.md, "Bad input": a clear error before any work is lost)."""
+that fits (docs/reliability.md, "Bad input": a clear error before any work is lost)."""
 
 import subprocess
 import sys
