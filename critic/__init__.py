@@ -16,8 +16,9 @@ from critic.components import (ActorCritic, FunctionApproximator, GaussianPolicy
 from critic.config import ConfigError  # noqa: E402
 from critic.envs.make import EnvError  # noqa: E402
 from critic.runners.local import WorkerError  # noqa: E402
+from critic.wrappers import TrainMonitor, enable_logging  # noqa: E402  (also critic.wrappers.TrainMonitor)
 
 __all__ = ["A2C", "A2CConfig", "A3C", "A3CConfig", "ACER", "ACERConfig", "ActorCritic", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig",
            "EnvError", "FunctionApproximator", "GaussianPolicy", "MonteCarloCache", "NStepCache", "NonFiniteError",
            "PPO", "PPOConfig", "QTypeI", "QTypeII", "SAC", "SACConfig", "SoftActorCritic", "SoftmaxPolicy", "TD3",
-           "TD3Config", "V", "WorkerError", "__version__", "load"]
+           "TD3Config", "TrainMonitor", "V", "WorkerError", "__version__", "enable_logging", "load"]

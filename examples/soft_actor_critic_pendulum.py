@@ -16,11 +16,13 @@ from common import evaluate
 from critic.buffers.replay import ReplayBuffer
 
 
-def main(steps: int = 30_000, seed: int = 0, warmup: int = 1000, log: bool = True, callback=None):
+def main(steps: int = 30_000, seed: int = 0, warmup: int = 1000, log: bool = True, callback=None,
+         squash: bool = True):
+    """``squash=False``: keras-gym's unsquashed Gaussian, clipped to the Box (docs/components.md)."""
     env = gym.make("Pendulum-v1")
     env.action_space.seed(seed)
     func = lambda: critic.FunctionApproximator(env, lr=1e-3, hidden_sizes=(64, 64), activation="relu")  # noqa
-    policy = critic.GaussianPolicy(func(), squash=True, entropy_beta=0.1, random_seed=seed)
+    policy = critic.GaussianPolicy(func(), squash=squash, entropy_beta=0.1, random_seed=seed)
     v = critic.V(func(), gamma=0.99, bootstrap_with_target_model=True)
     sac = critic.SoftActorCritic(policy, v, critic.QTypeI(func()), critic.QTypeI(func()))
     replay = ReplayBuffer(100_000, 1, env.observation_space, env.action_space, gamma=0.99)
@@ -49,6 +51,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=30_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-squash", action="store_true", help="keras-gym's unsquashed GaussianPolicy")
     args = p.parse_args()
-    agent, _ = main(args.steps, args.seed)
+    agent, _ = main(args.steps, args.seed, squash=not args.no_squash)
     print(f"greedy evaluation (10 episodes): {evaluate(lambda s: agent.greedy(s)[0], 'Pendulum-v1'):.1f}")

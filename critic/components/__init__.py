@@ -1,4 +1,4 @@
-"""The components face: keras-gym's objects (seed 003) in PyTorch, on the agents' functional core.
+"""The components face: keras-gym's objects in PyTorch, on the agents' functional core.
 
     func = critic.FunctionApproximator(env, lr=1e-3)
     ac = critic.ActorCritic.from_func(func, gamma=0.99, bootstrap_n=1)

@@ -1,4 +1,5 @@
-"""keras-gym's ``ActorCritic`` and ``SoftActorCritic`` (seed 003) on critic's functional core.
+"""keras-gym's ``ActorCritic`` and ``SoftActorCritic``, as its documentation describes them, on
+critic's functional core.
 
 ActorCritic.batch_update(S, A, Rn, In, S_next)::
 
@@ -12,6 +13,12 @@ SoftActorCritic.batch_update (Haarnoja et al. 2018, arXiv:1801.01290, with a sta
     v(S) <- E_{a~pi}[min(q1, q2)(S, a) - alpha log pi(a|S)]   (alpha = entropy_beta)
     policy: minimise E_{a~pi}[alpha log pi(a|S) - min(q1, q2)(S, a)]
               (reparameterised for Box actions, an exact sum over actions for Discrete)
+
+For Box actions the policy is squashed (tanh, exact log pi) or, as keras-gym's, an unsquashed
+Gaussian: log pi is then the plain Gaussian's at the sample u, and the Q functions see
+clip(u, low, high), the action the env executes. The clipped distribution has point masses on
+the bounds that log pi ignores, which biases the entropy term and v's target
+(docs/components.md measures it); squash=True has no such bias.
 
 The policy term differentiates through the action only: the Q functions enter it with
 detached features and weights, so their parameters (and a body they share with the policy)
@@ -155,8 +162,6 @@ class SoftActorCritic(_Combined):
     def __init__(self, policy: _Policy, v_func: V, q_func1: _Q, q_func2: _Q, value_loss_weight: float = 1.0):
         if not isinstance(policy, _Policy):
             raise TypeError(f"policy must be a SoftmaxPolicy or GaussianPolicy, got {type(policy).__name__}")
-        if isinstance(policy, GaussianPolicy) and not policy.squash:
-            raise ValueError("SoftActorCritic needs a squashed GaussianPolicy (squash=True) for Box actions")
         if not isinstance(v_func, V):
             raise TypeError(f"v_func must be a V, got {type(v_func).__name__}")
         for name, q in (("q_func1", q_func1), ("q_func2", q_func2)):
@@ -166,13 +171,18 @@ class SoftActorCritic(_Combined):
                 raise ValueError(f"{name}: continuous actions need type-I Q functions")
         self.policy, self.v_func, self.q_func1, self.q_func2 = policy, v_func, q_func1, q_func2
         self._setup((policy, v_func, q_func1, q_func2), value_loss_weight)
+        if isinstance(policy, GaussianPolicy) and not policy.squash:  # the Box, to clip sampled actions
+            space, dev = policy.func.action_space, policy.func.device
+            self._low, self._high = (torch.as_tensor(np.asarray(b, np.float32).reshape(-1), device=dev)
+                                     for b in (space.low, space.high))
 
     @classmethod
     def from_func(cls, function_approximator: FunctionApproximator, gamma: float = 0.9, bootstrap_n: int = 1,
                   q_type: int | None = None, entropy_beta: float = 0.01,
                   random_seed: int | None = None) -> "SoftActorCritic":
         """Policy, v (bootstrapped from its target model) and two Q functions on one approximator.
-        ``q_type`` defaults to 2 for Discrete actions and 1 otherwise."""
+        ``q_type`` defaults to 2 for Discrete actions and 1 otherwise. For Box actions the policy
+        is a squashed GaussianPolicy (``squash=True``); build it yourself for keras-gym's unsquashed one."""
         func = function_approximator
         discrete = isinstance(func.action_space, gym.spaces.Discrete)
         q_type = q_type if q_type is not None else (2 if discrete else 1)
@@ -200,7 +210,12 @@ class SoftActorCritic(_Combined):
             a = pol.policy_actions(A, B)
             q1_loss, _ = value_loss(q1.forward(x, a), G, q1.loss)
             q2_loss, _ = value_loss(q2.forward(x, a), G, q2.loss)
-            a_pi, logp = pol.dist(x).rsample_with_log_prob()
+            if pol.squash:
+                a_pi, logp = pol.dist(x).rsample_with_log_prob()
+            else:  # keras-gym's: the plain Gaussian's log pi; the Q functions see the executed (clipped) action
+                d = pol.dist(x)
+                u = d.rsample()
+                a_pi, logp = torch.clamp(u, self._low, self._high), d.log_prob(u)
             q_pi = torch.minimum(_frozen_q(q1, x, a_pi), _frozen_q(q2, x, a_pi))
             policy_loss = (alpha * logp - q_pi).mean()
             v_target = (q_pi - alpha * logp).detach()

@@ -1,6 +1,7 @@
-"""keras-gym's function approximators in PyTorch (seed 003): a ``FunctionApproximator`` holds the
-body (features of the observation, shared by every head built on it) and the optimizer
-settings; heads add the output layer and keep their own target copy.
+"""keras-gym's function approximators in PyTorch, after its documentation: a
+``FunctionApproximator`` holds the body (features of the observation, shared by every head
+built on it) and the optimizer settings; heads add the output layer and keep their own target
+copy.
 
     func = FunctionApproximator(env, lr=1e-3)          # MLP body; body=my_module to override
     pi = SoftmaxPolicy(func, update_strategy="ppo")    # Discrete
@@ -50,8 +51,17 @@ class FunctionApproximator:
     """The shared body and optimizer settings.
 
     ``body`` is any ``nn.Module`` mapping a float batch ``[B, *obs_shape]`` to features
-    ``[B, F]``; by default an MLP (``hidden_sizes``, ``activation``) for vector observations and
-    the Nature CNN for images. Heads built on one approximator share its body's parameters.
+    ``[B, F]``; by default an MLP (``hidden_sizes``, ``activation``) for vector observations
+    (one-hot encoded first for a Discrete observation space) and the Nature CNN for images.
+    Heads built on one approximator share its body's parameters.
+
+    keras-gym's way works too: subclass and override ``body(self, S)`` with PyTorch code. Layers
+    it uses must be attributes set before ``super().__init__`` runs (``self.fc = nn.Linear(...)``);
+    they become the body's parameters, are trained, copied into target models and checkpointed::
+
+        class OneHot(critic.FunctionApproximator):
+            def body(self, S):
+                return torch.nn.functional.one_hot(S.long(), 16).float()
     """
 
     def __init__(self, env, lr: float = 1e-3, body: nn.Module | None = None,
@@ -69,16 +79,31 @@ class FunctionApproximator:
         # the agents' rule: one thread for narrow MLPs, several for 256-wide ones and images
         set_cpu_threads(self.device, int(torch_threads), wide=is_image_space(self.observation_space)
                         or (body is None and max(hidden_sizes) >= 256))
-        if body is None:
-            enc = encoder_for(self.observation_space)
-            if is_image_space(self.observation_space):
-                body = enc
+        method = getattr(type(self), "body", None)
+        if method is not None:  # keras-gym style: a subclass overrides body(self, S)
+            if body is not None:
+                raise ValueError("give either body=<module> or override body(self, S) in a subclass, not both")
+            body = _MethodBody(self, method)
+        elif body is None:
+            space = self.observation_space
+            if is_image_space(space):
+                body = encoder_for(space)
+            elif isinstance(space, gym.spaces.Discrete):  # a state index: one-hot, then the MLP
+                body = nn.Sequential(_OneHot(int(space.n), int(space.start)), mlp(int(space.n), hidden_sizes, None,
+                                                                                  activation))
             else:
+                enc = encoder_for(space)
                 body = nn.Sequential(enc, mlp(enc.out_dim, hidden_sizes, None, activation))
-        self.body = body.to(self.device)
+        self.body = body.to(self.device)  # an instance attribute: shadows an overriding body method
         with torch.no_grad():
             x = torch.zeros((1, *self.observation_space.shape), device=self.device)
-            feats = self.body(x)
+            try:
+                feats = self.body(x)
+            except AttributeError as e:
+                if method is None:
+                    raise
+                raise AttributeError(f"{e}: layers used by {type(self).__name__}.body must be set before "
+                                     "super().__init__() runs") from e
         if feats.dim() != 2:
             raise ValueError(f"the body must return features [B, F], it returned shape {tuple(feats.shape)}")
         self.feature_dim = int(feats.shape[1])
@@ -100,6 +125,54 @@ class FunctionApproximator:
             raise ValueError(f"observation of shape {tuple(x.shape)} matches neither the observation space "
                              f"{self.observation_space.shape} nor a batch of it")
         return (x if is_image_space(self.observation_space) else x.float()), single
+
+
+class _OneHot(nn.Module):
+    def __init__(self, n: int, start: int = 0):
+        super().__init__()
+        self.n, self.start = n, start
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.one_hot(x.reshape(-1).long() - self.start, self.n).float()
+
+
+class _MethodBody(nn.Module):
+    """A subclass's ``body(self, S)`` as a module. The modules and parameters the approximator
+    holds when it is built become submodules here (trained, copied into target models,
+    checkpointed); inside ``body``, ``self.<name>`` resolves to this module's copy, so a target
+    model's copy runs the same code on the target weights."""
+
+    def __init__(self, owner: FunctionApproximator, fn: Callable):
+        super().__init__()
+        self.layers = nn.ModuleDict({k: v for k, v in vars(owner).items() if isinstance(v, nn.Module)})
+        self.params = nn.ParameterDict({k: v for k, v in vars(owner).items() if isinstance(v, nn.Parameter)})
+        # plain attributes, shared (not copied) by __deepcopy__: the approximator holds the env
+        self.__dict__["_fn"], self.__dict__["_owner"] = fn, owner
+
+    def forward(self, S: Tensor) -> Tensor:
+        return self._fn(_BodyView(self._owner, self.layers, self.params), S)
+
+    def __deepcopy__(self, memo):
+        new = _MethodBody.__new__(_MethodBody)
+        nn.Module.__init__(new)
+        new.layers, new.params = copy.deepcopy(self.layers, memo), copy.deepcopy(self.params, memo)
+        new.__dict__["_fn"], new.__dict__["_owner"] = self._fn, self._owner
+        new.train(self.training)
+        return new
+
+
+class _BodyView:
+    """``self`` inside an overriding ``body``: the wrapping module's layers first, then the approximator."""
+
+    def __init__(self, owner, layers: nn.ModuleDict, params: nn.ParameterDict):
+        self.__dict__.update(_owner=owner, _layers=layers, _params=params)
+
+    def __getattr__(self, name: str):
+        if name in self._layers:
+            return self._layers[name]
+        if name in self._params:
+            return self._params[name]
+        return getattr(self._owner, name)
 
 
 class _Head(nn.Module):
@@ -384,16 +457,24 @@ class SoftmaxPolicy(_Policy):
     def policy_actions(self, A, batch: int) -> Tensor:
         a = torch.as_tensor(np.asarray(A), device=self.func.device)
         if a.is_floating_point() and a.shape == (batch, self.func.action_space.n):
-            return a  # behaviour probabilities, for update_strategy='cross_entropy'
+            if self.update_strategy == "cross_entropy" or callable(self.update_strategy):
+                return a  # behaviour probabilities, for update_strategy='cross_entropy'
+            # one-hot rows (what later keras-gym versions pass) are actions; other rows are not
+            if not bool(((a == 0) | (a == 1)).all() and (a.sum(-1) == 1).all()):
+                raise ValueError(f"A of shape {tuple(a.shape)} holds probabilities, which only "
+                                 f"update_strategy='cross_entropy' takes; pass actions (or one-hot rows) "
+                                 f"for {self.update_strategy!r}")
+            return a.argmax(-1)
         return a.reshape(batch).long()
 
 
 class GaussianPolicy(_Policy):
     """Diagonal Gaussian over a Box space; ``dist_params`` are ``[mean, log_std]``.
 
-    ``squash=False`` (default): actions are clipped to the Box when handed to the env (the
-    log-probability is the unclipped Gaussian's, as in A2C/PPO). ``squash=True``: a tanh-squashed
-    Gaussian rescaled to the Box, with the exact log-probability correction (SAC)."""
+    ``squash=False`` (default, keras-gym's policy): actions are clipped to the Box when handed to
+    the env (the log-probability is the unclipped Gaussian's, as in A2C/PPO). ``squash=True``: a
+    tanh-squashed Gaussian rescaled to the Box, with the exact log-probability correction: the
+    better choice for ``SoftActorCritic``, which takes either (see docs/components.md)."""
 
     def __init__(self, func: FunctionApproximator, update_strategy: str | Callable = "vanilla",
                  ppo_clip_eps: float = 0.2, entropy_beta: float = 0.01, random_seed: int | None = None,

@@ -1,6 +1,6 @@
 """Caches that turn a stream of single transitions into keras-gym batches ``(S, A, Rn, In, S_next)``.
 
-For each cached step t (seed 003's notation)::
+For each cached step t (the keras-gym documentation's notation)::
 
     Rn = r_t + gamma r_{t+1} + ... + gamma^{m-1} r_{t+m-1}       (m <= n steps, inside the episode)
     In = gamma^m, or 0 when the episode terminated inside the window

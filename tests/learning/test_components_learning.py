@@ -4,6 +4,8 @@ Each example trains with its own loop; a callback evaluates the greedy policy (1
 ``examples/common.py``) every ``every`` env steps and stops at the first evaluation that
 reaches the bar: per-step ActorCritic >= 195 on CartPole-v1 (50k steps), the ppo example
 >= 475 on CartPole-v1 within 100k steps, SoftActorCritic >= -300 on Pendulum-v1 within 30k.
+The frozen-lake port of keras-gym's script: its greedy policy reaches the goal within 500
+episodes and still does at the end.
 """
 
 import sys
@@ -20,7 +22,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def examples(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     yield
-    for name in ("actor_critic_per_step", "actor_critic_ppo", "soft_actor_critic_pendulum", "common"):
+    for name in ("actor_critic_per_step", "actor_critic_ppo", "soft_actor_critic_pendulum", "frozen_lake_actor_critic",
+                 "common"):
         sys.modules.pop(name, None)
 
 
@@ -58,3 +61,18 @@ def test_soft_actor_critic_reaches_minus_300_on_pendulum_within_30k(examples):
     import soft_actor_critic_pendulum as ex
     t, mean = train_until(ex.main, "Pendulum-v1", -300, 2_000, 30_000, lambda sac, s: sac.greedy(s)[0])
     assert mean >= -300, f"SoftActorCritic reached only {mean} within {t} steps"
+
+
+def test_frozen_lake_actor_critic_reaches_the_goal(examples):
+    import frozen_lake_actor_critic as ex
+    first = []
+
+    def callback(ac, env):
+        if not first and ex.greedy_return(ac) == 1.0:
+            first.append((env.ep, env.T))
+
+    ac, env = ex.main(episodes=500, seed=0, log=False, callback=callback)
+    print(f"\nfrozen_lake_actor_critic: greedy policy first reached the goal after (episodes, steps) {first}, "
+          f"avg_G at the end {env.avg_G:.3f}")
+    assert first, "the greedy policy never reached the goal in 500 episodes"
+    assert ex.greedy_return(ac) == 1.0, f"the greedy policy reached the goal at {first} but not at the end"

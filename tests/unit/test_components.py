@@ -63,6 +63,64 @@ def test_continuous_members_shapes_and_bounds():
     assert {"policy/loss", "value/loss", "q1/loss", "q2/loss"} <= set(losses)
 
 
+class _KerasGymStyle(critic.FunctionApproximator):
+    """keras-gym's way: override body(S); layers set before super().__init__ are the body's."""
+
+    def __init__(self, env, **kw):
+        self.fc = torch.nn.Linear(4, 8)
+        self.scale = torch.nn.Parameter(torch.ones(8))
+        super().__init__(env, **kw)
+
+    def body(self, S):
+        return torch.relu(self.fc(S)) * self.scale
+
+
+def test_overridden_body_method_is_trained_and_has_its_own_target_copy():
+    torch.manual_seed(0)
+    func = _KerasGymStyle(CART, lr=1e-2)
+    assert func.feature_dim == 8
+    v = critic.V(func)
+    assert {"body.layers.fc.weight", "body.params.scale"} <= set(v.state_dict())
+    S = obs_batch(CART, 8)
+    w0, v0 = func.fc.weight.detach().clone(), v.batch_eval(S)
+    v.batch_update(S, np.ones(8), np.zeros(8), S)
+    assert not torch.equal(func.fc.weight, w0) and not np.allclose(v.batch_eval(S), v0)  # the layer was trained
+    np.testing.assert_allclose(v.batch_eval(S, use_target_model=True), v0, rtol=1e-6)  # target: old weights
+    v.sync_target_model()
+    np.testing.assert_allclose(v.batch_eval(S, use_target_model=True), v.batch_eval(S), rtol=1e-6)
+
+
+def test_overridden_body_errors():
+    class Late(critic.FunctionApproximator):
+        def __init__(self, env):
+            super().__init__(env)
+            self.fc = torch.nn.Linear(4, 8)  # too late: body runs inside super().__init__
+
+        def body(self, S):
+            return self.fc(S)
+
+    with pytest.raises(AttributeError, match="before super"):
+        Late(CART)
+    with pytest.raises(ValueError, match="not both"):
+        _KerasGymStyle(CART, body=torch.nn.Linear(4, 8))
+
+
+def test_discrete_observations_are_one_hot_by_default():
+    env = gym.make("FrozenLake-v1", is_slippery=False)
+    v = critic.V(critic.FunctionApproximator(env, hidden_sizes=(8,)))
+    assert isinstance(v(0), float) and v.batch_eval(np.arange(16)).shape == (16,)
+    assert len(np.unique(v.batch_eval(np.arange(16)).round(6))) > 8  # states are told apart
+
+
+def test_one_hot_action_rows_are_actions_probabilities_are_refused():
+    ac = critic.ActorCritic.from_func(critic.FunctionApproximator(CART), entropy_beta=0.0, random_seed=0)
+    S, A = obs_batch(CART, 4), np.array([0, 1, 1, 0])
+    a = ac.policy.policy_actions(np.eye(2, dtype=np.float32)[A], 4)
+    assert a.dtype == torch.long and a.tolist() == A.tolist()
+    with pytest.raises(ValueError, match="cross_entropy"):
+        ac.batch_update(S, np.full((4, 2), 0.5, np.float32), np.ones(4), np.zeros(4), S)
+
+
 def test_custom_body_and_bad_input():
     body = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU())
     func = critic.FunctionApproximator(CART, body=body)
@@ -259,8 +317,71 @@ def test_soft_actor_critic_policy_term_leaves_q_functions_alone():
     sac.batch_update(S, np.zeros((16, 1)), np.zeros(16), np.full(16, 0.9), S)
     assert all(torch.equal(a, b) for a, b in zip(qs, [p for q in (q1, q2) for p in q.online_parameters()]))
     assert any(not torch.equal(a, b) for a, b in zip(ps, pol.online_parameters()))
-    with pytest.raises(ValueError, match="squash"):
-        critic.SoftActorCritic(critic.GaussianPolicy(mk()), critic.V(mk()), q1, q2)
+
+
+# ----------------------------------------------------------------------------- SAC, unsquashed (keras-gym's)
+
+def _unsquashed_sac(mean_bias=0.0, seed=0):
+    torch.manual_seed(seed)
+    mk = lambda: critic.FunctionApproximator(PEND, lr=1e-2, hidden_sizes=(16,))  # noqa: E731
+    pol = critic.GaussianPolicy(mk(), entropy_beta=0.2, random_seed=seed)  # squash=False, keras-gym's
+    with torch.no_grad():
+        pol.head.bias[0] += mean_bias  # shift the mean (in env units; the Box is [-2, 2])
+    return critic.SoftActorCritic(pol, critic.V(mk(), bootstrap_with_target_model=True),
+                                  critic.QTypeI(mk()), critic.QTypeI(mk()))
+
+
+def test_soft_actor_critic_unsquashed_policy_loss_by_hand():
+    """The policy term is alpha * (plain Gaussian log pi at the sample u) - min(q1, q2) at
+    clip(u, -2, 2), the action the env executes; the mean sits at ~4, so most samples are
+    clipped and Q at the unclipped u (keras-gym's choice) gives another number."""
+    sac = _unsquashed_sac(mean_bias=4.0)
+    S = obs_batch(PEND, 32)
+    A = np.random.default_rng(0).uniform(-2, 2, (32, 1)).astype(np.float32)
+    x = torch.as_tensor(S)
+
+    def by_hand(clip):
+        with torch.no_grad():
+            out = sac.policy.head(sac.policy.body(x))
+            mean, log_std = out[:, :1], out[:, 1:].clamp(-20, 2)
+            torch.manual_seed(7)
+            u = mean + log_std.exp() * torch.randn_like(mean)
+            logp = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+            a = u.clamp(-2, 2) if clip else u
+            q = torch.minimum(sac.q_func1.forward(x, a), sac.q_func2.forward(x, a))
+            return float((0.2 * logp - q).mean()), float((u.abs() > 2).float().mean())
+
+    expected, clipped = by_hand(True)
+    unclipped_q, _ = by_hand(False)
+    assert clipped > 0.5  # the clipping is exercised
+    assert abs(expected - unclipped_q) > 1e-3
+    torch.manual_seed(7)  # the update's first random draw is the policy's sample
+    losses = sac.batch_update(S, A, np.ones(32), np.full(32, 0.9), S)
+    assert np.isclose(losses["policy/loss"], expected, rtol=1e-5, atol=1e-6), (losses["policy/loss"], expected)
+
+
+def test_soft_actor_critic_unsquashed_trains_and_acts_in_the_box():
+    sac = _unsquashed_sac(mean_bias=5.0)  # the Gaussian's mean far outside the Box
+    before = [p.detach().clone() for h in (sac.policy, sac.v_func, sac.q_func1, sac.q_func2)
+              for p in h.online_parameters()]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        S, S2 = obs_batch(PEND, 16, rng.integers(1 << 30)), obs_batch(PEND, 16, rng.integers(1 << 30))
+        A, _ = sac.batch_eval(S)
+        losses = sac.batch_update(S, A, rng.normal(size=16), np.full(16, 0.9), S2)
+        assert all(np.isfinite(v) for v in losses.values()), losses
+        sac.sync_target_model(tau=0.1)
+    after = [p for h in (sac.policy, sac.v_func, sac.q_func1, sac.q_func2) for p in h.online_parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after) if a.dim() == 2)  # every weight matrix moved
+    S = obs_batch(PEND, 200, 9)
+    for A in (sac.batch_eval(S)[0], sac.policy(S), sac.policy.greedy(S), np.array([sac(s)[0] for s in S[:20]])):
+        assert A.shape[-1] == 1 and A.min() >= -2 and A.max() <= 2
+    assert np.isclose(np.abs(sac.batch_eval(S)[0]), 2).mean() > 0.5  # clipped onto the bound, not resampled
+
+
+def test_soft_actor_critic_from_func_still_squashes():
+    sac = critic.SoftActorCritic.from_func(critic.FunctionApproximator(PEND), random_seed=0)
+    assert sac.policy.squash
 
 
 # ----------------------------------------------------------------------------- examples (smoke)
@@ -285,3 +406,21 @@ def test_examples_run_with_tiny_budgets(examples_path):
     for name in list(sys.modules):
         if name in ("actor_critic_per_step", "actor_critic_ppo", "soft_actor_critic_pendulum", "common"):
             del sys.modules[name]
+
+
+def test_frozen_lake_example_runs_a_few_hundred_steps(examples_path, caplog):
+    import frozen_lake_actor_critic as ex
+    try:
+        with caplog.at_level("INFO", logger="critic"):
+            ac, env = ex.main(episodes=40, log=True)
+        assert isinstance(ac, critic.ActorCritic) and env.ep == 40 and 80 <= env.T <= 40 * 30
+        lines = [r.getMessage() for r in caplog.records if r.name == "critic.wrappers.TrainMonitor"]
+        assert len(lines) == 40 and lines[-1].startswith(f"ep: 40, T: {env.T:,d}") and "value/loss" in lines[-1]
+        assert ex.greedy_return(ac) in (0.0, 1.0)
+    finally:
+        sys.modules.pop("frozen_lake_actor_critic", None)
+        import logging
+        for h in list(logging.getLogger("critic").handlers):  # the example called enable_logging
+            if getattr(h, "_critic_enable_logging", False):
+                logging.getLogger("critic").removeHandler(h)
+        logging.getLogger("critic").setLevel(logging.NOTSET)

@@ -34,7 +34,33 @@ BUILDERS = {
                                                                   random_seed=seed),
     "sac-continuous": lambda seed: critic.SoftActorCritic.from_func(_func(PEND), gamma=0.9, bootstrap_n=2,
                                                                     random_seed=seed),
+    "sac-continuous-unsquashed": lambda seed: _unsquashed_sac(seed),  # keras-gym's policy
+    "ac-overridden-body": lambda seed: _overridden_body_ac(seed),
 }
+
+
+def _unsquashed_sac(seed):
+    torch.manual_seed(seed)
+    func = _func(PEND)
+    return critic.SoftActorCritic(critic.GaussianPolicy(func, entropy_beta=0.1, random_seed=seed),
+                                  critic.V(func, 0.9, 2, bootstrap_with_target_model=True),
+                                  critic.QTypeI(func, 0.9, 2), critic.QTypeI(func, 0.9, 2))
+
+
+class _KerasGymFunc(critic.FunctionApproximator):
+    def __init__(self, env):
+        self.fc = torch.nn.Linear(4, 16)
+        super().__init__(env, lr=1e-2)
+
+    def body(self, S):  # keras-gym style: the body overridden in a subclass
+        return torch.tanh(self.fc(S))
+
+
+def _overridden_body_ac(seed):
+    torch.manual_seed(seed)
+    func = _KerasGymFunc(CART)
+    return critic.ActorCritic(critic.SoftmaxPolicy(func, update_strategy="ppo", random_seed=seed),
+                              critic.V(func, 0.9, 2, bootstrap_with_target_model=True))
 
 
 def _env_of(obj):
@@ -239,6 +265,9 @@ def test_squash_mismatch_is_refused(tmp_path):
         return critic.ActorCritic(critic.GaussianPolicy(func, squash=squash), critic.V(func))
     path = build(True).save(tmp_path / "ac.safetensors")
     _refused(build(False), path, "squash: checkpoint has true, this object false")
+    sac_path = _unsquashed_sac(0).save(tmp_path / "sac.safetensors")  # SoftActorCritic takes either now
+    squashed = BUILDERS["sac-continuous"](0)
+    _refused(squashed, sac_path, "squash: checkpoint has false, this object true")
 
 
 def _tamper_tensors(fn):
