@@ -258,10 +258,17 @@ class Config:
             if key not in names:
                 raise ConfigError(f"unknown field {str(key)!r} for {cls.__name__}{suggest(str(key), names)}")
             kwargs[key] = coerce(key, value, types_[key])
+        kwargs = {**cls.implied_defaults(kwargs), **kwargs}
         try:
             return cls(**kwargs)
         except TypeError as e:  # pragma: no cover - defensive
             raise ConfigError(str(e)) from None
+
+    @classmethod
+    def implied_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults that depend on the fields the caller gave (a flavour of the algorithm): they
+        fill only fields left out, and the resolved config stores them like any other value."""
+        return {}
 
     def replace(self, **changes: Any) -> "Config":
         d = self.to_dict()

@@ -4,7 +4,8 @@ One code path, three flavours (the Keras actor-critic CartPole example and its p
   * n-step A2C: N envs, rollouts of ``n_steps``; advantages by GAE (lambda=1 gives the
     n-step return R_t = sum_k gamma^k r_{t+k} + gamma^m V(s_{t+m}) minus V(s_t)).
   * per-step on-policy A2C: ``n_steps=1`` with one env: an update after every step,
-    A_t = r_t + gamma (1 - term_t) V(s_{t+1}) - V(s_t).
+    A_t = r_t + gamma (1 - term_t) V(s_{t+1}) - V(s_t). Its defaults differ (Adam 1e-3, no
+    gradient clipping; ``A2CConfig.implied_defaults``).
   * episodic A2C (``episodic=True``): one update per finished episode with per-episode
     standardised Monte-Carlo returns G_t and a Huber critic loss, as in the Keras example.
 
@@ -31,11 +32,23 @@ class A2CConfig(OnPolicyConfig):
     learning_rate: float = 7e-4
     """Optimizer learning rate."""
     optimizer: str = "rmsprop"
-    """Optimizer: 'adam' or 'rmsprop'."""
+    """Optimizer: 'adam' or 'rmsprop'. Per-step A2C (n_steps=1, one env) defaults to adam with
+    learning_rate 1e-3 and max_grad_norm none instead (for the fields not given)."""
     episodic: bool = False
     """Update once per finished episode with standardised Monte-Carlo returns (needs num_envs=1)."""
     value_loss: str = "mse"
     """Critic loss: 'mse' (mean squared error) or 'huber' (the episodic variant uses huber)."""
+
+    @classmethod
+    def implied_defaults(cls, given: dict) -> dict:
+        """The per-step flavour (one env, ``n_steps=1``): Adam 1e-3 without gradient clipping
+        for the fields left out. RL-Zoo's n-step values (RMSprop 7e-4, clipping at 0.5) starve
+        single-sample updates: they reached at most 157 on CartPole-v1 in 100k steps, these 500
+        within 10k (seeds 0-2)."""
+        if cls is A2CConfig and given.get("n_steps") == 1 and given.get("num_envs", 1) == 1 \
+                and not given.get("episodic", False):
+            return {"optimizer": "adam", "learning_rate": 1e-3, "max_grad_norm": None}
+        return {}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -148,3 +148,20 @@ def test_every_field_has_a_docstring(cls):
     # subclass overrides win: the A2C episodic doc mentions huber
     if cls is critic.A2CConfig:
         assert "huber" in docs["value_loss"] and "episode" in docs["episodic"]
+
+
+def test_per_step_a2c_flavour_defaults_fill_only_what_is_left_out():
+    from critic.algos.a2c import A2CConfig
+    from critic.algos.a3c import A3CConfig
+    c = A2CConfig.from_dict({"n_steps": 1})
+    assert (c.optimizer, c.learning_rate, c.max_grad_norm) == ("adam", 1e-3, None)
+    c = A2CConfig.from_dict({"n_steps": "1", "learning_rate": 5e-4, "max_grad_norm": 0.5})  # CLI strings too
+    assert (c.optimizer, c.learning_rate, c.max_grad_norm) == ("adam", 5e-4, 0.5)
+    for given in ({"n_steps": 5}, {"n_steps": 1, "num_envs": 4}, {"n_steps": 1, "episodic": True}, {}):
+        c = A2CConfig.from_dict(given)
+        assert (c.optimizer, c.learning_rate, c.max_grad_norm) == ("rmsprop", 7e-4, 0.5), given
+    c = A3CConfig.from_dict({"n_steps": 1})  # asynchronous workers keep their own defaults
+    assert c.optimizer == "rmsprop"
+    # a resolved config round-trips unchanged (what checkpoints and run directories store)
+    c = A2CConfig.from_dict({"n_steps": 1})
+    assert A2CConfig.from_dict(c.to_dict()) == c
