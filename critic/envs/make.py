@@ -8,6 +8,10 @@ ends is reset inside the same ``step`` call and its true final observation comes
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
+import re
+import sys
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -22,6 +26,26 @@ EnvSpec = str | Callable[[], gym.Env] | gym.Env | gym.vector.VectorEnv
 
 class EnvError(ValueError):
     """An environment critic cannot use (the message says which and why)."""
+
+
+# PyBullet locomotion and control tasks, from the maintained Gymnasium port of pybullet's envs
+# (``pybullet_envs_gymnasium``, the ``bullet`` extra). The package registers these ids when it is
+# imported; critic imports it the first time a Bullet id is asked for, so the ids work in
+# ``critic train`` without ``--allow-import``.
+BULLET_PACKAGE = "pybullet_envs_gymnasium"
+BULLET_IDS = (
+    "InvertedPendulumBulletEnv-v0", "InvertedDoublePendulumBulletEnv-v0", "InvertedPendulumSwingupBulletEnv-v0",
+    "ReacherBulletEnv-v0", "PusherBulletEnv-v0", "ThrowerBulletEnv-v0",
+    "HalfCheetahBulletEnv-v0", "AntBulletEnv-v0", "HopperBulletEnv-v0", "Walker2DBulletEnv-v0",
+    "HumanoidBulletEnv-v0", "HumanoidFlagrunBulletEnv-v0", "HumanoidFlagrunHarderBulletEnv-v0",
+)
+_BULLET_SUFFIX = re.compile(r"BulletEnv-v\d+$")
+BULLET_MAX_PYTHON = (3, 11)  # the newest Python with pybullet wheels on PyPI
+
+
+def is_bullet_id(env_id: str) -> bool:
+    """An id of the PyBullet port (all of them end in ``BulletEnv-vN``, as in old ``pybullet_envs``)."""
+    return env_id in BULLET_IDS or bool(_BULLET_SUFFIX.search(env_id))
 
 
 def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
@@ -40,7 +64,9 @@ def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     extra = ""
-    if is_atari_id(env_id):
+    if is_bullet_id(env_id):
+        extra = f" (the PyBullet ids are: {', '.join(BULLET_IDS)})"
+    elif is_atari_id(env_id):
         extra = " (Atari ids need: pip install 'critic[atari]')"
     elif any(env_id.startswith(p) for p in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")):
         extra = " (MuJoCo ids need: pip install 'critic[mujoco]')"
@@ -48,12 +74,34 @@ def check_env_id(env_id: str, allow_import: tuple[str, ...] = ()) -> None:
 
 
 def _maybe_register_extras(env_id: str) -> None:
-    if is_atari_id(env_id):
+    if is_bullet_id(env_id):
+        _import_bullet(env_id)
+    elif is_atari_id(env_id):
         try:
             import ale_py  # noqa: F401  (registers ALE/ ids)
             gym.register_envs(ale_py)
         except ImportError:
             pass
+
+
+def _import_bullet(env_id: str) -> None:
+    """Import the PyBullet port (which registers its ids), or fail with the line that fixes it."""
+    try:
+        missing = None if importlib.util.find_spec("pybullet") is not None else "pybullet"
+        if missing is None:
+            importlib.import_module(BULLET_PACKAGE)
+    except ImportError as e:
+        missing = e.name or BULLET_PACKAGE
+    if missing is None:
+        return
+    v = sys.version_info
+    if (v[0], v[1]) > BULLET_MAX_PYTHON:
+        raise EnvError(f"'{env_id}' is a PyBullet task, and pybullet has wheels only for Python <= "
+                       f"{BULLET_MAX_PYTHON[0]}.{BULLET_MAX_PYTHON[1]}; this is Python {v[0]}.{v[1]}, so the "
+                       f"'bullet' extra installs nothing here: use a Python 3.11 environment and run "
+                       f"pip install 'critic[bullet]' (module '{missing}' not found)")
+    raise EnvError(f"'{env_id}' is a PyBullet task and needs the 'bullet' extra: pip install 'critic[bullet]' "
+                   f"(from a checkout: pip install -e \".[bullet]\"; module '{missing}' not found)")
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
