@@ -35,7 +35,7 @@ from critic.config import ConfigError, OffPolicyConfig, check
 from critic.distributions import Categorical, TanhGaussian
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
-from critic.nn import flat_dim, mlp
+from critic.nn import encoder_for, flat_dim, is_image_space, mlp
 from critic.optim import backward_step, flatten_, step_
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -70,21 +70,28 @@ class SACNets(nn.Module):
     """Actor, Q ensemble and its target, log alpha. ``n_actions`` > 0 selects the discrete form
     (softmax actor, critics with one output per action)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, n_actions: int = 0):
+    def __init__(self, obs_space: gym.Space, act_dim: int, cfg: SACConfig, n_actions: int = 0):
         super().__init__()
         self.discrete = n_actions > 0
+        # Images: a Nature-CNN for the actor and one shared by the critics (uint8 scaled inside).
+        self.actor_encoder = encoder_for(obs_space) if is_image_space(obs_space) else None
+        obs_dim = self.actor_encoder.out_dim if self.actor_encoder is not None else flat_dim(obs_space)
         self.actor_body = mlp(obs_dim, cfg.hidden_sizes, None, cfg.activation, ortho_init=False)
         # discrete: logits; continuous: mean and log-std
         self.actor_head = nn.Linear(cfg.hidden_sizes[-1], n_actions if self.discrete else 2 * act_dim)
-        if self.discrete:
-            self.critic = QEnsemble(obs_dim, 0, cfg.hidden_sizes, cfg.n_critics, cfg.activation, n_outputs=n_actions)
-        else:
-            self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics, cfg.activation)
+        enc = encoder_for(obs_space) if self.actor_encoder is not None else None
+        self.critic = QEnsemble(obs_dim, 0 if self.discrete else act_dim, cfg.hidden_sizes, cfg.n_critics,
+                                cfg.activation, n_outputs=max(n_actions, 1), encoder=enc)
         self.critic_target = freeze(copy.deepcopy(self.critic))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.ent_coef_init)))
 
+    def actor_parameters(self) -> list[nn.Parameter]:
+        enc = list(self.actor_encoder.parameters()) if self.actor_encoder is not None else []
+        return [*enc, *self.actor_body.parameters(), *self.actor_head.parameters()]
+
     def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
-        out = self.actor_head(self.actor_body(obs.reshape(obs.shape[0], -1))).float()  # float32 under autocast
+        x = self.actor_encoder(obs) if self.actor_encoder is not None else obs.reshape(obs.shape[0], -1)
+        out = self.actor_head(self.actor_body(x)).float()  # float32 under autocast
         if self.discrete:
             return Categorical(out)
         mean, log_std = out.chunk(2, -1)
@@ -169,7 +176,6 @@ class SAC(Agent):
 
     def _build(self) -> None:
         cfg = self.cfg
-        obs_dim = flat_dim(self.obs_space)
         if isinstance(self.act_space, gym.spaces.Discrete):
             n = int(self.act_space.n)
             if n < 2:
@@ -179,10 +185,9 @@ class SAC(Agent):
             n, act_dim = 0, flat_dim(self.act_space)
             default_target = -act_dim
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else default_target)
-        self.nets = SACNets(obs_dim, act_dim, cfg, n_actions=n).to(self.device)
+        self.nets = SACNets(self.obs_space, act_dim, cfg, n_actions=n).to(self.device)
         self.optims = {
-            "actor": adam([flatten_([*self.nets.actor_body.parameters(), *self.nets.actor_head.parameters()])],
-                          cfg.lr_of("actor"), cfg),
+            "actor": adam([flatten_(self.nets.actor_parameters())], cfg.lr_of("actor"), cfg),
             "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),
             "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg),
         }

@@ -25,7 +25,7 @@ from critic.config import OffPolicyConfig, check, check_choice
 from critic.modules.actions import GaussianNoise, OUNoise
 from critic.modules.critics import QEnsemble
 from critic.modules.target import freeze, polyak_update
-from critic.nn import flat_dim, init_uniform, mlp
+from critic.nn import encoder_for, flat_dim, init_uniform, is_image_space, mlp
 from critic.optim import backward_step, flatten_
 
 
@@ -68,17 +68,24 @@ class TD3Config(DeterministicConfig):
 class TD3Nets(nn.Module):
     """Deterministic tanh actor and a Q ensemble, each with its target copy (TD3 and DDPG)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: DeterministicConfig, n_critics: int):
+    def __init__(self, obs_space: gym.Space, act_dim: int, cfg: DeterministicConfig, n_critics: int):
         super().__init__()
+        self._image = is_image_space(obs_space)
+        enc = encoder_for(obs_space) if self._image else None  # images: a Nature-CNN in front of the MLP
+        obs_dim = enc.out_dim if enc is not None else flat_dim(obs_space)
         self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, ortho_init=False)
         init_uniform(self.actor[-1], 3e-3)  # tanh starts unsaturated (the DDPG paper, Lillicrap et al. 2015)
+        if enc is not None:
+            self.actor = nn.Sequential(enc, self.actor)
         self.actor_target = freeze(copy.deepcopy(self.actor))
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, n_critics, cfg.activation)
+        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, n_critics, cfg.activation,
+                                encoder=encoder_for(obs_space) if self._image else None)
         self.critic_target = freeze(copy.deepcopy(self.critic))
 
     def mu(self, obs: Tensor, target: bool = False) -> Tensor:
         net = self.actor_target if target else self.actor
-        return torch.tanh(net(obs.reshape(obs.shape[0], -1)).float())  # float32 under autocast
+        x = obs if self._image else obs.reshape(obs.shape[0], -1)
+        return torch.tanh(net(x).float())  # float32 under autocast
 
 
 def update(nets: TD3Nets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], cfg: TD3Config,
@@ -115,8 +122,8 @@ class TD3(Agent):
 
     def _build(self) -> None:
         cfg = self.cfg
-        obs_dim, act_dim = flat_dim(self.obs_space), flat_dim(self.act_space)
-        self.nets = TD3Nets(obs_dim, act_dim, cfg, self._n_critics()).to(self.device)
+        act_dim = flat_dim(self.act_space)
+        self.nets = TD3Nets(self.obs_space, act_dim, cfg, self._n_critics()).to(self.device)
         self.optims = {
             "actor": adam([flatten_(self.nets.actor.parameters())], cfg.lr_of("actor"), cfg),
             "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),

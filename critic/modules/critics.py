@@ -5,7 +5,8 @@ twin critics cost one forward and one backward pass, not two Python calls.
 
 Two kinds (keras-gym's names): type I takes ``(s, a)`` and returns ``[E, B]`` (continuous
 actions); type II (``act_dim=0, n_outputs=|A|``) takes ``s`` and returns ``[E, B, |A|]``,
-one value per discrete action (discrete SAC).
+one value per discrete action (discrete SAC). Image observations pass through one CNN
+encoder shared by the members (``encoder``), the way Stable-Baselines3's critics share theirs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from critic.nn import ACTIVATION_FNS
 
 class QEnsemble(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n_critics: int = 2,
-                 activation: str = "relu", last_layer_bound: float | None = None, n_outputs: int = 1):
+                 activation: str = "relu", last_layer_bound: float | None = None, n_outputs: int = 1,
+                 encoder: nn.Module | None = None):
         super().__init__()
         self.E = n_critics
         self.act = ACTIVATION_FNS[activation]
@@ -41,11 +43,13 @@ class QEnsemble(nn.Module):
                 w[e], bias[e, 0] = lin.weight.detach().T, lin.bias.detach()
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(bias))
+        # Image observations: one CNN (``obs_dim`` = its feature width) shared by the E members,
+        # trained by the critic loss only; vectors go in flattened.
+        self.encoder = encoder
 
-    @staticmethod
-    def _input(obs: Tensor, act: Tensor | None) -> Tensor:
-        x = obs.reshape(obs.shape[0], -1)
-        return x if act is None else torch.cat([x, act], -1)
+    def _input(self, obs: Tensor, act: Tensor | None) -> Tensor:
+        x = self.encoder(obs) if self.encoder is not None else obs.reshape(obs.shape[0], -1)
+        return x if act is None else torch.cat([x, act.to(x.dtype)], -1)
 
     def _out(self, h: Tensor) -> Tensor:
         h = h.float()  # float32 Q-values under bf16 autocast (a no-op otherwise)
