@@ -46,11 +46,30 @@ class NonFiniteError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``, or a ConfigError when this machine does not have it (before
+    any network is built, rather than a raw error at the first ``.to()``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"invalid value for 'device': {name!r} (CUDA is not available on this machine; use 'cpu')")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"invalid value for 'device': {name!r} ({str(e).splitlines()[0]}; "
+                          "allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"invalid value for 'device': {name!r} (CUDA is not available on this machine; "
+                              "use 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"invalid value for 'device': {name!r} (this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s): cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"invalid value for 'device': {name!r} (Apple's MPS backend is not available on "
+                              "this machine; use 'cpu')")
+    elif dev.type != "cpu":
+        raise ConfigError(f"invalid value for 'device': {name!r} (allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')")
     return dev
 
 
@@ -697,8 +716,10 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) -> "Agent":
-        """Load a checkpoint saved by any algorithm (``critic.load`` is the same function)."""
-        return load(path, env=env, **overrides)
+        """Load a checkpoint of this algorithm (``critic.SAC.load``), or of any algorithm through
+        the base class (``critic.Agent.load``, the same as ``critic.load``). Another algorithm's
+        file is refused with a :class:`~critic.checkpoint.CheckpointError` naming both."""
+        return load(path, env=env, _expect=None if cls is Agent else cls, **overrides)
 
     def _write_summary(self, run_dir: Path, clock: Clock, threshold: float | None) -> None:
         evals = self._run["evals"]
@@ -747,7 +768,8 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def load(path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) -> Agent:
+def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[Agent] | None = None,
+         **overrides: Any) -> Agent:
     """Load any saved agent: weights, optimizers, normalisers, counters and RNG states.
 
     ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
@@ -758,6 +780,9 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, **overrides: Any) 
     if isinstance(meta, dict) and meta.get("kind") == "components":
         raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "
                                    "not an agent: build the same objects and call their .load(path)")
+    if _expect is not None and isinstance(meta, dict) and meta.get("algo") != _expect.algo:
+        raise ckpt.CheckpointError(f"{path}: a {meta.get('algo')} checkpoint, not a {_expect.algo} one; load it "
+                                   f"with critic.load(path) or the {str(meta.get('algo')).upper()} class")
     try:
         cls = get_algo(meta["algo"])
         cfg = cls.config_cls.from_dict({**meta["config"], **overrides})

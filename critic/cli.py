@@ -109,9 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{args.algo.lower()}_{args.env_id.replace('/', '-')}_s{cfg.seed}_"
         f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if (out / "config.yaml").exists():
-        raise CLIError(f"run directory {out} already holds a run; continue it with --resume {out} "
-                       "or choose another --out")
+        if _has_checkpoint(out):
+            raise CLIError(f"run directory {out} already holds a run; continue it with --resume {out} "
+                           "or choose another --out")
+        print(f"critic: note: {out} holds a run that stopped before its first checkpoint; starting it again",
+              file=sys.stderr)
     agent = cls(args.env_id, cfg, allow_import=tuple(args.allow_import or ()))
+    _clear_failed_attempt(out)
     out.mkdir(parents=True, exist_ok=True)
     run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": cfg.seed, "steps": steps,
                "eval_every": eval_every, "eval_episodes": eval_episodes,
@@ -132,7 +136,7 @@ def _resume(args: argparse.Namespace) -> int:
     run_cfg = load_yaml(run_dir / "config.yaml")
     ck = run_dir / "checkpoints" / ckpt.FILENAME
     if not ck.is_file():
-        raise CLIError(f"--resume {run_dir}: no checkpoint at {ck}")
+        return _restart(run_dir, run_cfg, args)
     agent = critic.load(ck)
     steps = args.steps if args.steps is not None else int(run_cfg["steps"])
     remaining = steps - agent.env_steps
@@ -143,6 +147,45 @@ def _resume(args: argparse.Namespace) -> int:
         return 0
     return _run(agent, remaining, run_dir, int(run_cfg.get("eval_every") or 0),
                 int(run_cfg.get("eval_episodes") or 10), args)
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from critic import checkpoint as ckpt
+    return (run_dir / "checkpoints" / ckpt.FILENAME).is_file() or (run_dir / "model" / ckpt.FILENAME).is_file()
+
+
+def _clear_failed_attempt(run_dir: Path) -> None:
+    """Remove what an attempt that died before its first checkpoint left (its logs would
+    otherwise be continued by the new attempt); nothing else in the directory is touched."""
+    import shutil
+    if _has_checkpoint(run_dir):
+        return
+    for name in ("metrics.csv", "evals.csv", "summary.json", "curve.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / "tb").is_dir():
+        shutil.rmtree(run_dir / "tb")
+
+
+def _restart(run_dir: Path, run_cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    """--resume of a run that failed before its first checkpoint: start it again from its
+    config.yaml (same algorithm, env, hyper-parameters and step budget)."""
+    from critic.algos.registry import get_algo
+
+    try:
+        cls = get_algo(str(run_cfg["algo"]))
+        env_id = run_cfg["env_id"]
+        cfg = cls.config_cls.from_dict(run_cfg.get("hparams") or {})
+        steps = args.steps if args.steps is not None else int(run_cfg["steps"])
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise CLIError(f"--resume {run_dir}: config.yaml is incomplete ({type(e).__name__}: {e})") from None
+    print(f"critic: {run_dir} stopped before its first checkpoint; starting it again from its config.yaml "
+          f"({cls.algo} on {env_id}, {steps:,} steps)", file=sys.stderr)
+    agent = cls(env_id, cfg, allow_import=tuple(run_cfg.get("allow_import") or ()))
+    _clear_failed_attempt(run_dir)
+    return _run(agent, steps, run_dir, int(run_cfg.get("eval_every") or 0), int(run_cfg.get("eval_episodes") or 10),
+                args)
 
 
 def _run(agent, steps: int, out: Path, eval_every: int, eval_episodes: int, args) -> int:

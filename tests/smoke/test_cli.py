@@ -118,3 +118,54 @@ def test_python_dash_m_critic_is_the_cli():
     out = subprocess.run([sys.executable, "-m", "critic", "train", "sac", "Pendulum-v1", "--set", "precision=fp16"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'precision'" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("again", ["rerun", "resume"])
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(tmp_path, monkeypatch, capsys, again):
+    """A crash in the first iteration leaves config.yaml and no checkpoint: the same command and
+    --resume both start the run again (the dead attempt's logs are replaced, not continued)."""
+    from critic.agent import Agent
+    out = tmp_path / "run"
+    argv = ["train", "ppo", "CartPole-v1", "--steps", "256", "--out", str(out), "--no-progress",
+            "--set", "n_steps=64", "batch_size=64", "n_epochs=1", "--eval-every", "256", "--eval-episodes", "1"]
+    real = Agent._iteration
+
+    def crash(self, target):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Agent, "_iteration", crash)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(argv)
+    assert (out / "config.yaml").is_file() and not (out / "checkpoints").exists()
+    (out / "metrics.csv").write_text("stale\n")
+    monkeypatch.setattr(Agent, "_iteration", real)
+    capsys.readouterr()
+    assert main(argv if again == "rerun" else ["train", "--resume", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "before its first checkpoint" in err
+    assert (out / "model" / "agent.safetensors").is_file()
+    assert "stale" not in (out / "metrics.csv").read_text()
+    # a run with a checkpoint is still protected
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_loading_through_another_algorithm_class_is_refused(tmp_path):
+    import critic
+    from critic.checkpoint import CheckpointError
+    critic.PPO("CartPole-v1", n_steps=16, batch_size=16).save(tmp_path / "ppo")
+    with pytest.raises(CheckpointError, match="a ppo checkpoint, not a sac one"):
+        critic.SAC.load(tmp_path / "ppo")
+    assert type(critic.PPO.load(tmp_path / "ppo")).__name__ == "PPO"
+    assert type(critic.load(tmp_path / "ppo")).__name__ == "PPO"
+    critic.DDPG("Pendulum-v1", hidden_sizes=(8,)).save(tmp_path / "ddpg")
+    with pytest.raises(CheckpointError, match="a ddpg checkpoint, not a td3 one"):
+        critic.TD3.load(tmp_path / "ddpg")  # DDPG's networks are TD3's, the algorithm is not
+
+
+@pytest.mark.parametrize("device, message", [("mps", "MPS backend is not available"),
+                                             ("cuda:1", "CUDA is not available")])
+def test_unavailable_devices_are_one_line_errors(device, message):
+    r = run_cli("train", "ppo", "CartPole-v1", "--device", device, "--steps", "10")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
