@@ -216,6 +216,13 @@ class Agent:
             return obs.astype(np.float32)
         return obs
 
+    def learning_reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """The rewards the algorithm learns from: scaled by ``reward_scale``, then normalised
+        when ``normalize_reward`` (episode returns are recorded from the env's own rewards)."""
+        if self.cfg.reward_scale != 1.0:
+            reward = reward * np.float32(self.cfg.reward_scale)
+        return self.rew_norm(reward, done) if self.rew_norm is not None else reward
+
     def _require_env(self) -> EnvStepper:
         if self.stepper is None:
             raise EnvError("this agent has no environment (it was loaded without one); "
@@ -386,7 +393,7 @@ class Agent:
             a_env = self._env_action(a_pol)
         step = stepper.step(a_env)
         self.env_steps += stepper.num_envs
-        reward = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
+        reward = self.learning_reward(step.reward, step.done)
         self.replay.add(obs, a_pol, reward, self._norm_obs(step.next_obs), step.terminated, step.truncated)
         if step.episode_returns:
             self._record_episodes(step.episode_returns)
@@ -491,7 +498,7 @@ class Agent:
             a, logp, v = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
             step = stepper.step(self._env_action(a))
             self.env_steps += stepper.num_envs
-            reward = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
+            reward = self.learning_reward(step.reward, step.done)
             if buf.full:
                 buf.grow()
             buf.add(obs, a, logp, v, reward, step.terminated, step.truncated)

@@ -197,6 +197,9 @@ class Config:
     """Normalise observations with running mean/std (statistics are saved with the model)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (saved with the model)."""
+    reward_scale: float = 1.0
+    """Multiply every reward by this before learning from it (a fixed rescaling, Coach's
+    RewardRescaleFilter; applied before normalize_reward). Logged returns stay unscaled."""
     compile: bool = False
     """torch.compile every network's forward (compiles on first use; see benchmarks/RESULTS.md for what it
     gives: on a small CPU it was slower than eager)."""
@@ -226,6 +229,7 @@ class Config:
               "hidden_sizes", self.hidden_sizes, "one or more positive integers")
         check_choice("activation", self.activation, ("tanh", "relu", "elu", "gelu"))
         check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
+        check(self.reward_scale > 0, "reward_scale", self.reward_scale, "a number > 0")
         check(len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas), "adam_betas",
               self.adam_betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
 

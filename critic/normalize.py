@@ -35,6 +35,60 @@ class RunningMeanStd:
         self.count = float(tensors[f"{prefix}/count"][0])
 
 
+class SharedRunningMeanStd(RunningMeanStd):
+    """A :class:`RunningMeanStd` whose mean, variance and count live in one float64 tensor in
+    shared memory, so that A3C's worker processes and its learner normalise with the same
+    statistics, each worker adding what it observes (Coach's shared running statistics).
+
+    An update reads a snapshot of the buffer and writes the merged statistics back in one copy,
+    without a lock (a lock cannot travel with the picklable worker factory). Two workers
+    updating at the same instant can lose one batch's contribution; the statistics stay a
+    valid mean and variance of most of what was observed.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), buffer: torch.Tensor | None = None):
+        self.shape, self.n = tuple(shape), int(np.prod(shape)) if shape else 1
+        if buffer is None:
+            buffer = torch.zeros(2 * self.n + 1, dtype=torch.float64)
+            buffer[self.n:2 * self.n] = 1.0
+            buffer[-1] = 1e-4
+            buffer.share_memory_()
+        if buffer.shape != (2 * self.n + 1,) or buffer.dtype != torch.float64:
+            raise ValueError(f"a shared statistics buffer for shape {shape} has {2 * self.n + 1} float64 values")
+        self.buffer = buffer
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.buffer[:self.n].numpy().reshape(self.shape)
+
+    @mean.setter
+    def mean(self, value) -> None:
+        self.buffer[:self.n] = torch.as_tensor(np.asarray(value, np.float64).reshape(-1))
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.buffer[self.n:2 * self.n].numpy().reshape(self.shape)
+
+    @var.setter
+    def var(self, value) -> None:
+        self.buffer[self.n:2 * self.n] = torch.as_tensor(np.asarray(value, np.float64).reshape(-1))
+
+    @property
+    def count(self) -> float:
+        return float(self.buffer[-1])
+
+    @count.setter
+    def count(self, value: float) -> None:
+        self.buffer[-1] = float(value)
+
+    def update(self, x: np.ndarray) -> None:
+        snap = RunningMeanStd(self.shape)
+        snap.mean, snap.var, snap.count = self.mean.copy(), self.var.copy(), self.count
+        snap.update(x)
+        merged = np.concatenate([snap.mean.reshape(-1), snap.var.reshape(-1), [snap.count]])
+        self.buffer.copy_(torch.from_numpy(merged))
+
+
 class ObsNormalizer:
     """(obs - mean) / sqrt(var + eps), clipped to +-clip; ``update`` only while training."""
 

@@ -34,6 +34,7 @@ from critic.algos.a2c import A2C, A2CConfig
 from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for, worker_hparams
 from critic.config import ConfigError, check, check_choice
 from critic.modules.policies import ActorCriticNet
+from critic.normalize import SharedRunningMeanStd
 from critic.optim import backward_clip
 from critic.runners.local import LocalRunner, WorkerError
 
@@ -58,10 +59,11 @@ class A3CConfig(A2CConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("start_method", self.start_method, ("spawn", "forkserver", "fork"))
-        check(not self.normalize_obs, "normalize_obs", self.normalize_obs,
-              "false for A3C (each worker would keep its own statistics)")
+        check(not self.normalize_obs or self.backend == "local", "normalize_obs", self.normalize_obs,
+              "false with backend='ray' (the workers share their statistics through this machine's memory: "
+              "use backend='local')")
         check(not self.normalize_reward, "normalize_reward", self.normalize_reward,
-              "false for A3C (each worker would keep its own statistics)")
+              "false for A3C (each worker would keep its own return statistics; a fixed reward_scale works)")
         check(self.device == "cpu", "device", self.device,
               "'cpu' for A3C (workers share the parameters in CPU memory)")
         check(not self.compile, "compile", self.compile, "false for A3C (every worker would recompile)")
@@ -75,9 +77,11 @@ class A3CWorker:
     """One worker: an A2C agent (envs, storage, local network) that returns gradients."""
 
     def __init__(self, env: Any, cfg: A3CConfig, worker_id: int, generation: int,
-                 allow_import: tuple[str, ...] = ()):
+                 allow_import: tuple[str, ...] = (), obs_stats: torch.Tensor | None = None):
         self.cfg, self.worker_id = cfg, worker_id
         self.agent = A2C(env, cfg.worker_config(worker_id, generation), allow_import=allow_import)
+        if obs_stats is not None:  # normalise with (and add to) the statistics every process shares
+            self.agent.obs_norm.rms = SharedRunningMeanStd(self.agent.obs_space.shape, obs_stats)
         self.opt = self.agent.optims["main"]  # only for its flat gradient buffer; never stepped
         self.flat = self.opt.param_groups[0]["params"][0]
         self.steps_per_rollout = self.agent.cfg.n_steps * self.agent.cfg.num_envs
@@ -113,9 +117,10 @@ class WorkerFactory:
     env: Any
     cfg: A3CConfig
     allow_import: tuple[str, ...] = ()
+    obs_stats: torch.Tensor | None = None  # shared-memory observation statistics (normalize_obs)
 
     def __call__(self, worker_id: int, generation: int) -> A3CWorker:
-        return A3CWorker(self.env, self.cfg, worker_id, generation, self.allow_import)
+        return A3CWorker(self.env, self.cfg, worker_id, generation, self.allow_import, self.obs_stats)
 
 
 class A3C(Agent):
@@ -140,6 +145,8 @@ class A3C(Agent):
         self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
                                    cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
+        if self.obs_norm is not None:  # one set of statistics for the learner and every worker
+            self.obs_norm.rms = SharedRunningMeanStd(self.obs_space.shape)
         self._runner: Any = None
         self._active = False
         self._metrics: dict[str, float] = {}
@@ -148,7 +155,8 @@ class A3C(Agent):
     # ------------------------------------------------------------------ runner plumbing
     def _make_runner(self):
         cfg = self.cfg
-        factory = WorkerFactory(self._env_spec, cfg, self.allow_import)
+        factory = WorkerFactory(self._env_spec, cfg, self.allow_import,
+                                self.obs_norm.rms.buffer if self.obs_norm is not None else None)
         make_opt = functools.partial(optimizer_for, cfg=cfg)
         schedule = LRSchedule(cfg) if cfg.lr_schedule != "constant" else None
         if cfg.backend == "ray":

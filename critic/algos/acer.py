@@ -271,7 +271,7 @@ class ACER(Agent):
             actions[t] = a
             step = stepper.step(a)
             self.env_steps += N
-            rewards[t] = self.rew_norm(step.reward, step.done) if self.rew_norm is not None else step.reward
+            rewards[t] = self.learning_reward(step.reward, step.done)
             term[t], trunc[t] = step.terminated, step.truncated
             for i in np.flatnonzero(step.truncated & ~step.terminated):
                 finals.append((t, int(i), self._norm_obs(step.next_obs[i:i + 1])[0]))
