@@ -125,7 +125,7 @@ def test_worker_exiting_is_reported_with_its_exit_code(tmp_path):
 
 @pytest.mark.parametrize("bad, field", [
     ({"workers": 0}, "workers"), ({"backend": "mpi"}, "backend"), ({"max_restarts": -1}, "max_restarts"),
-    ({"worker_timeout": 0}, "worker_timeout"), ({"normalize_obs": True}, "normalize_obs"),
+    ({"worker_timeout": 0}, "worker_timeout"), ({"normalize_obs": True, "backend": "ray"}, "normalize_obs"), ({"normalize_reward": True}, "normalize_reward"),
     ({"start_method": "thread"}, "start_method"),
 ])
 def test_bad_config_names_the_field(bad, field):
