@@ -93,6 +93,21 @@ class DiagGaussian:
         return torch.cat([self.mean, self.log_std], -1)
 
 
+def kl_divergence(old, new) -> torch.Tensor:
+    """KL(old || new) ``[B]``, in closed form, for two distributions of the same kind
+    (Categorical, MultiCategorical or DiagGaussian), summed over action dimensions."""
+    if isinstance(old, Categorical) and isinstance(new, Categorical):
+        lo = old.logits.clamp(min=torch.finfo(old.logits.dtype).min)  # 0 * log 0 = 0 for masked actions
+        return (old.logits.exp() * (lo - new.logits.clamp(min=torch.finfo(new.logits.dtype).min))).sum(-1)
+    if isinstance(old, MultiCategorical) and isinstance(new, MultiCategorical):
+        return sum(kl_divergence(a, b) for a, b in zip(old.dists, new.dists))  # type: ignore[return-value]
+    if isinstance(old, DiagGaussian) and isinstance(new, DiagGaussian):
+        var_ratio = torch.exp(2.0 * (old.log_std - new.log_std))
+        mean_term = ((old.mean - new.mean) * torch.exp(-new.log_std)).square()
+        return 0.5 * (var_ratio + mean_term - 1.0 - torch.log(var_ratio)).sum(-1)
+    raise TypeError(f"no closed-form KL between {type(old).__name__} and {type(new).__name__}")
+
+
 def _log1m_tanh_sq(u: torch.Tensor) -> torch.Tensor:
     """log(1 - tanh(u)^2) computed stably: 2 (log 2 - u - softplus(-2u))."""
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))

@@ -6,6 +6,15 @@ minibatches minimising
 r = pi(a|s) / pi_old(a|s), with optional value clipping (L_V = max of clipped and unclipped
 errors), advantage standardisation per minibatch, gradient-norm clipping, linear learning-rate
 annealing and an early stop of the epochs when the approximate KL passes ``target_kl``.
+
+Variants: a clipping range that shrinks linearly to 0 (``clip_schedule``, as Coach's clipped
+PPO and the RL Zoo's ``lin_`` schedules); and the KL-penalised surrogate of the same paper
+(section 4), ``clip_eps=None`` with ``kl_penalty``:
+  L_pi = -E[r A] + beta KL + kl_cutoff_coef * max(0, KL - 2 kl_target)^2,
+KL = E_minibatch[KL(pi_old || pi)] in closed form; with ``kl_penalty='adaptive'`` beta is
+multiplied by 1.5 after an update whose last epoch's mean KL exceeded 1.3 kl_target and
+divided by 1.5 below 0.7 kl_target (the constants of John Schulman's modular_rl, which Coach's
+PPO uses; the paper's are 1.5 and 2).
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ import torch
 
 from critic.agent import Agent
 from critic.algos.common import apply_lr_schedule, make_optimizer
-from critic.config import OnPolicyConfig, check
+from critic.config import OnPolicyConfig, check, check_choice
+from critic.distributions import kl_divergence, make_dist
 from critic.optim import backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
 from critic.modules.policies import ActorCriticNet
@@ -33,8 +43,22 @@ class PPOConfig(OnPolicyConfig):
     """Minibatch size (at most n_steps * num_envs, times workers with Ray sampling)."""
     n_epochs: int = 10
     """Passes over each rollout."""
-    clip_eps: float = 0.2
-    """Clipping range of the probability ratio."""
+    clip_eps: float | None = 0.2
+    """Clipping range of the probability ratio (none: the unclipped surrogate, for kl_penalty)."""
+    clip_schedule: str = "constant"
+    """'constant', or 'linear': the clipping range shrinks linearly to 0 over clip_schedule_steps."""
+    clip_schedule_steps: int = 0
+    """Env steps over which a linear clip_schedule reaches 0, counted from the agent's first
+    step (0: over each learn() call, as lr_schedule)."""
+    kl_penalty: str = "none"
+    """'none', 'fixed' (a penalty kl_coef * KL(pi_old || pi)) or 'adaptive' (kl_coef adapted
+    towards kl_target after every update)."""
+    kl_coef: float = 1.0
+    """Initial weight beta of the KL penalty."""
+    kl_target: float = 0.01
+    """The KL per update that the adaptive penalty aims at."""
+    kl_cutoff_coef: float = 1000.0
+    """Weight of the extra penalty max(0, KL - 2 kl_target)^2 when kl_penalty is on (0: none)."""
     clip_vf: float | None = None
     """Clip value updates to this distance from the old values (none = no value clipping)."""
     target_kl: float | None = None
@@ -50,19 +74,39 @@ class PPOConfig(OnPolicyConfig):
         check(self.batch_size <= rollout, "batch_size", self.batch_size,
               f"at most n_steps * num_envs{' * workers' if parts > 1 else ''} = {rollout}, the rollout size")
         check(self.n_epochs >= 1, "n_epochs", self.n_epochs, "an integer >= 1")
-        check(0 < self.clip_eps < 1, "clip_eps", self.clip_eps, "a number in (0, 1)")
+        check(self.clip_eps is None or 0 < self.clip_eps < 1, "clip_eps", self.clip_eps,
+              "a number in (0, 1), or none for the unclipped surrogate")
+        check_choice("clip_schedule", self.clip_schedule, ("constant", "linear"))
+        check(self.clip_schedule == "constant" or self.clip_eps is not None, "clip_schedule", self.clip_schedule,
+              "'constant' when clip_eps is none")
+        check(self.clip_schedule_steps >= 0, "clip_schedule_steps", self.clip_schedule_steps, "an integer >= 0")
+        check_choice("kl_penalty", self.kl_penalty, ("none", "fixed", "adaptive"))
+        check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "a number >= 0")
+        check(self.kl_target > 0, "kl_target", self.kl_target, "a number > 0")
+        check(self.kl_cutoff_coef >= 0, "kl_cutoff_coef", self.kl_cutoff_coef, "a number >= 0")
         check(self.clip_vf is None or self.clip_vf > 0, "clip_vf", self.clip_vf, "a number > 0 or none")
         check(self.target_kl is None or self.target_kl > 0, "target_kl", self.target_kl, "a number > 0 or none")
 
 
 def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
-                   cfg: PPOConfig, normalize: bool, with_metrics: bool) -> dict[str, torch.Tensor]:
+                   cfg: PPOConfig, normalize: bool, with_metrics: bool, clip_eps: float | None = None,
+                   kl_coef: torch.Tensor | None = None,
+                   old_log_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     adv = mb["adv"]
     if normalize and adv.numel() > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     params, values = nets(mb["obs"])
     dist = nets.dist(params)
-    pi_loss, metrics = ppo_clip_loss(dist.log_prob(mb["actions"]), mb["logp"], adv, cfg.clip_eps, with_metrics)
+    logp = dist.log_prob(mb["actions"])
+    if clip_eps is None:  # the KL-penalised variant: the plain surrogate -E[r A]
+        ratio = (logp - mb["logp"]).exp()
+        pi_loss, metrics = -(ratio * adv.detach()).mean(), {}
+    else:
+        pi_loss, metrics = ppo_clip_loss(logp, mb["logp"], adv, clip_eps, with_metrics)
+    if kl_coef is not None:
+        kl = kl_divergence(make_dist(nets.act_space, mb["old_params"], old_log_std), dist).mean()
+        pi_loss = pi_loss + kl_coef * kl + cfg.kl_cutoff_coef * (kl - 2.0 * cfg.kl_target).clamp(min=0.0).square()
+        metrics["train/kl"] = kl.detach()
     vf_loss, _ = value_loss(values, mb["ret"], cfg.value_loss, mb["values"], cfg.clip_vf)
     loss = pi_loss + cfg.vf_coef * vf_loss
     if cfg.ent_coef > 0:
@@ -75,12 +119,24 @@ def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[st
 
 
 def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-           cfg: PPOConfig) -> dict[str, torch.Tensor]:
+           cfg: PPOConfig, clip_eps: float | None = None, kl_coef: torch.Tensor | None = None
+           ) -> dict[str, torch.Tensor]:
+    """One PPO update on a rollout ``[T, N]``. ``clip_eps`` is this update's clipping range
+    (a schedule's current value; default ``cfg.clip_eps``); ``kl_coef`` the KL penalty's beta
+    (a tensor, no penalty when None). With a penalty the metrics carry ``train/kl``, the mean
+    KL of the last epoch's minibatches, which the adaptive rule reads."""
+    if clip_eps is None:
+        clip_eps = cfg.clip_eps
     adv, ret = gae(batch["rewards"], batch["values"], batch["next_values"], batch["terminated"],
                    batch["truncated"], cfg.gamma, cfg.gae_lambda)
     data = {"obs": batch["obs"].flatten(0, 1), "actions": batch["actions"].flatten(0, 1),
             "logp": batch["logp"].flatten(), "values": batch["values"].flatten(),
             "adv": adv.flatten(), "ret": ret.flatten()}
+    old_log_std = None
+    if kl_coef is not None:  # pi_old: the network as it collected the rollout, before any step
+        with torch.no_grad():
+            data["old_params"] = nets(data["obs"])[0]
+        old_log_std = nets.log_std.detach().clone() if nets.log_std is not None else None
     B = data["adv"].shape[0]
     bs = cfg.batch_size
     whole = bs >= B  # one minibatch per epoch: shuffling changes nothing, normalise once
@@ -90,14 +146,20 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
     metrics: dict[str, torch.Tensor] = {}
     for epoch in range(cfg.n_epochs):
         perm = None if whole else torch.randperm(B, device=data["adv"].device)
+        kls = []
         for i, start in enumerate(starts):
             mb = data if perm is None else {k: v[perm[start:start + bs]] for k, v in data.items()}
             # Metrics cost operations: compute them where they are read (the last minibatch,
             # or every epoch's last one when the KL early stop needs them).
             last = i == len(starts) - 1 and (epoch == cfg.n_epochs - 1 or cfg.target_kl is not None)
-            metrics = minibatch_step(nets, opt, mb, cfg, cfg.normalize_advantage and not whole, last)
+            metrics = minibatch_step(nets, opt, mb, cfg, cfg.normalize_advantage and not whole, last, clip_eps,
+                                     kl_coef, old_log_std)
+            if kl_coef is not None:
+                kls.append(metrics["train/kl"])
+        if kls:
+            metrics["train/kl"] = torch.stack(kls).mean()
         # The only host sync in PPO, and only when asked for: the KL early stop.
-        if cfg.target_kl is not None and float(metrics["train/approx_kl"]) > cfg.target_kl:
+        if cfg.target_kl is not None and clip_eps is not None and float(metrics["train/approx_kl"]) > cfg.target_kl:
             break
     return metrics
 
@@ -113,8 +175,36 @@ class PPO(Agent):
         self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
                                    cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
+        self.kl_coef = torch.tensor(float(cfg.kl_coef), device=self.device) if cfg.kl_penalty != "none" else None
+
+    def clip_range(self) -> float | None:
+        """The clipping range of the next update (``clip_schedule``), None when unclipped."""
+        cfg = self.cfg
+        if cfg.clip_eps is None or cfg.clip_schedule == "constant":
+            return cfg.clip_eps
+        start, end = (0, cfg.clip_schedule_steps) if cfg.clip_schedule_steps else self._learn_span
+        return cfg.clip_eps * max(0.0, 1.0 - (self.env_steps - start) / max(end - start, 1))
 
     def _update(self) -> dict[str, torch.Tensor]:
-        opt = self.optims["main"]
-        apply_lr_schedule(opt, self.cfg, self.env_steps, self._learn_span)
-        return update(self.nets, opt, self.buffer.view(), self.cfg)
+        cfg, opt = self.cfg, self.optims["main"]
+        apply_lr_schedule(opt, cfg, self.env_steps, self._learn_span)
+        clip = self.clip_range()
+        metrics = update(self.nets, opt, self.buffer.view(), cfg, clip, self.kl_coef)
+        if clip is not None and cfg.clip_schedule != "constant":
+            metrics["train/clip_range"] = torch.tensor(clip)
+        if self.kl_coef is not None:
+            metrics["train/kl_coef"] = self.kl_coef.clone()
+            if cfg.kl_penalty == "adaptive":  # one host read per update, as target_kl's
+                kl = float(metrics["train/kl"])
+                if kl > 1.3 * cfg.kl_target:
+                    self.kl_coef.mul_(1.5)
+                elif kl < 0.7 * cfg.kl_target:
+                    self.kl_coef.div_(1.5)
+        return metrics
+
+    def _extra_state(self):
+        return ({"ppo/kl_coef": self.kl_coef.detach().cpu().reshape(1)} if self.kl_coef is not None else {}), {}
+
+    def _load_extra_state(self, tensors, meta) -> None:
+        if self.kl_coef is not None:
+            self.kl_coef.copy_(tensors["ppo/kl_coef"].reshape(()))
