@@ -454,6 +454,8 @@ class OffPolicyConfig(Config):
     """The actor's learning rate; none uses learning_rate (CleanRL's policy_lr)."""
     critic_learning_rate: float | None = None
     """The critics' learning rate; none uses learning_rate (CleanRL's q_lr)."""
+    optim_eps: float = 1e-8
+    """Adam's epsilon."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and critic MLPs."""
     activation: str = "relu"
@@ -488,6 +490,7 @@ class OffPolicyConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.optim_eps > 0, "optim_eps", self.optim_eps, "a number > 0")
         for name in ("actor_learning_rate", "critic_learning_rate"):
             lr = getattr(self, name)
             check(lr is None or lr > 0, name, lr, "a number > 0, or none to use learning_rate")

@@ -187,9 +187,9 @@ class SAC(Agent):
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else default_target)
         self.nets = SACNets(self.obs_space, act_dim, cfg, n_actions=n).to(self.device)
         self.optims = {
-            "actor": adam([flatten_(self.nets.actor_parameters())], cfg.lr_of("actor"), cfg),
-            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),
-            "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg),
+            "actor": adam([flatten_(self.nets.actor_parameters())], cfg.lr_of("actor"), cfg, cfg.optim_eps),
+            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg, cfg.optim_eps),
+            "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg, cfg.optim_eps),
         }
         flatten_(self.nets.critic_target.parameters(), grads=False)  # Polyak in one operation
 

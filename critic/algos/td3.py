@@ -125,8 +125,8 @@ class TD3(Agent):
         act_dim = flat_dim(self.act_space)
         self.nets = TD3Nets(self.obs_space, act_dim, cfg, self._n_critics()).to(self.device)
         self.optims = {
-            "actor": adam([flatten_(self.nets.actor.parameters())], cfg.lr_of("actor"), cfg),
-            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg),
+            "actor": adam([flatten_(self.nets.actor.parameters())], cfg.lr_of("actor"), cfg, cfg.optim_eps),
+            "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg, cfg.optim_eps),
         }
         for target in (self.nets.actor_target, self.nets.critic_target):  # Polyak in one operation each
             flatten_(target.parameters(), grads=False)
