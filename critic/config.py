@@ -345,7 +345,7 @@ def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
         key, value = item.split("=", 1)
         key = key.strip()
         if not key:
-            raise ConfigError(f"--set expects key=value with a non-empty key, got {item!r}")
+            raise ConfigError(f"--set expects key=value with a non-empty key, got {short_repr(item)}")
         out[key] = value.strip()
     return out
 

@@ -56,7 +56,7 @@ def test_list(capsys):
     assert "ppo" in text and "a2c" in text and "ppo_cartpole" in text
     assert main(["list", "ppo"]) == 0
     text = capsys.readouterr().out
-    assert "clip_eps (float, default 0.2): Clipping range of the probability ratio." in text
+    assert "clip_eps (float | None, default 0.2): Clipping range of the probability ratio" in text
 
 
 def test_train_help_lists_hyperparameters():
