@@ -84,7 +84,7 @@ class A3CWorker:
             self.agent.obs_norm.rms = SharedRunningMeanStd(self.agent.obs_space.shape, obs_stats)
         self.opt = self.agent.optims["main"]  # only for its flat gradient buffer; never stepped
         self.flat = self.opt.param_groups[0]["params"][0]
-        self.steps_per_rollout = self.agent.cfg.n_steps * self.agent.cfg.num_envs
+        self.rollout_steps = 0  # env steps of the last rollout (n_steps x num_envs; an episode's length if episodic)
         agent = self.agent
         agent._obs = agent._norm_obs(agent.stepper.reset(seed=agent.cfg.seed), update=True)
 
@@ -93,7 +93,9 @@ class A3CWorker:
         with torch.no_grad():
             self.flat.copy_(params)
         self.agent._collect_rollout()
-        self.agent.env_steps = 0  # the learner counts steps; the worker's own counter is unused
+        # the learner counts steps from what each rollout really took (an episodic rollout runs
+        # to the end of its episodes); the worker's own counter restarts at 0 every rollout
+        self.rollout_steps, self.agent.env_steps = self.agent.env_steps, 0
         total, metrics = a2c.loss(self.agent.nets, self.agent.buffer.view(), self.cfg)
         backward_clip(self.opt, total, self.cfg.max_grad_norm)
         return self.flat.grad, metrics, self.agent._take_finished_returns()

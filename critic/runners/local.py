@@ -95,7 +95,6 @@ def _worker_main(wid: int, gen: int, factory: Callable, make_opt: Callable, sche
         beat[wid] = time.time()
         started[wid] = 1
         flat = shared[0]
-        per_rollout = worker.steps_per_rollout
         last_report = time.monotonic()
         returns: list[float] = []
         metrics: dict[str, float] = {}
@@ -114,7 +113,7 @@ def _worker_main(wid: int, gen: int, factory: Callable, make_opt: Callable, sche
             grad, m, rets = worker.rollout_gradient(flat)
             flat.grad = grad
             opt.step()
-            steps[wid] += per_rollout
+            steps[wid] += worker.rollout_steps
             updates[wid] += 1
             returns.extend(rets)
             metrics = m

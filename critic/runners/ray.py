@@ -134,7 +134,7 @@ def _remote_classes():
                     latest, done = ray.get(pending)
                     params = torch.from_numpy(latest.copy())
                 # the push travels while the next rollout runs (arguments are serialised here)
-                pending = ps.push.remote(grad.numpy(), w.steps_per_rollout)
+                pending = ps.push.remote(grad.numpy(), w.rollout_steps)
                 returns.extend(rets)
                 metrics = {k: float(v) for k, v in m.items()}
             if pending is not None:

@@ -82,3 +82,30 @@ def test_worker_factory_pickles():
 
     f = WorkerFactory(functools.partial(failing_env, after=10), A3CConfig())
     assert pickle.loads(pickle.dumps(f)).cfg == f.cfg
+
+
+@pytest.mark.parametrize("episodic", [False, True])
+def test_a_worker_reports_the_env_steps_its_rollout_really_took(episodic):
+    """Episodic rollouts run to the end of the episode: the learner must count its real length,
+    not n_steps x num_envs (the bug: 5 counted steps per finished CartPole episode)."""
+    cfg = A3CConfig(n_steps=5, num_envs=1, episodic=episodic, seed=1)
+    worker = A3CWorker("CartPole-v1", cfg, worker_id=0, generation=0)
+    for _ in range(3):
+        _, _, rets = worker.rollout_gradient(_flat(A3C("CartPole-v1", cfg)))
+        length = worker.agent.buffer.t * worker.agent.buffer.N
+        assert worker.rollout_steps == length
+        if episodic:
+            assert len(rets) == 1 and worker.rollout_steps == rets[0] > 5  # CartPole: return = length
+        else:
+            assert worker.rollout_steps == 5
+
+
+def test_episodic_a3c_counts_every_env_step_of_its_episodes():
+    agent = A3C("CartPole-v1", workers=1, episodic=True, n_steps=5, seed=0)
+    try:
+        agent.learn(400)
+        # one worker, one env: one update per finished CartPole episode, and its return is its length
+        assert agent.updates == agent.episodes <= 100
+        assert agent.env_steps == sum(agent._recent_returns) >= 400
+    finally:
+        agent.close()
