@@ -7,6 +7,7 @@ and compare: a redesign that changes no numbers gives identical tensors.
     python benchmarks/same_arithmetic.py --before 6aa127b      # worktree of that commit vs this tree
     python benchmarks/same_arithmetic.py save OUT.pt            # this tree only
     python benchmarks/same_arithmetic.py compare A.pt B.pt
+    python benchmarks/same_arithmetic.py save OUT.pt --only components   # some cases (compare with --only too)
 
 The cases cover each collection path (rollouts, per-step, episodic, replay with warm-up and
 train_freq/gradient_steps, n-step replay with optimize_memory, OU noise, ACER's segments and
@@ -88,7 +89,7 @@ def _modules_of(obj, prefix="", seen=None, depth=0) -> dict:
     return out
 
 
-def run_cases() -> dict:
+def run_cases(only: str = "") -> dict:
     import torch
 
     import critic
@@ -96,12 +97,14 @@ def run_cases() -> dict:
     print(f"critic from {Path(critic.__file__).parent}", flush=True)
     res = {}
     for name, (cls, env, kw, steps) in _cases().items():
+        if only and not name.startswith(only):
+            continue
         a = cls(env, seed=3, **kw)
         a.learn(steps, progress_bar=False)
         res[name] = _tensors_of(a)
         a.close()
     # a checkpoint round trip in the middle of training (replay, noise, RNG and env state)
-    for name, cls, env, kw in (("sac_resume", critic.SAC, "Pendulum-v1", dict(learning_starts=100,
+    for name, cls, env, kw in () if only else (("sac_resume", critic.SAC, "Pendulum-v1", dict(learning_starts=100,
                                                                              hidden_sizes=(32, 32))),
                                ("ppo_resume", critic.PPO, "CartPole-v1", dict(n_steps=64, batch_size=32))):
         with tempfile.TemporaryDirectory() as d:
@@ -113,6 +116,8 @@ def run_cases() -> dict:
             b.learn(256, progress_bar=False)
             res[name] = _tensors_of(b)
             b.close()
+    if only and not "components".startswith(only):
+        return res
     # the components face, through its examples
     sys.path.insert(0, str(ROOT / "examples"))
     import actor_critic_ppo
@@ -131,16 +136,21 @@ def run_cases() -> dict:
     return res
 
 
-def compare(a: dict, b: dict) -> bool:
+def compare(a: dict, b: dict, partial: bool = False) -> bool:
+    """True when every case holds identical tensors (``partial``: only the cases both files hold)."""
     import torch
 
     ok = True
     for case in sorted(set(a) | set(b)):
+        if (case not in a or case not in b) and partial:
+            continue
         if case not in a or case not in b:
             print(f"{case:22s} only in {'before' if case in a else 'after'}")
             ok = False
             continue
         ta, tb = a[case], b[case]
+        if not ta and not tb:
+            continue
         va, vb = sorted(ta.values(), key=lambda t: (t.numel(), t.sum().item())), \
             sorted(tb.values(), key=lambda t: (t.numel(), t.sum().item()))
         # compare by key; when keys were renamed, fall back to the multiset of tensors
@@ -159,15 +169,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", nargs="?", choices=("save", "compare"))
     p.add_argument("files", nargs="*")
+    p.add_argument("--only", default="", help="cases whose name starts with this (e.g. components, sac)")
     p.add_argument("--before", help="a commit: train there (a git worktree) and here, then compare")
     args = p.parse_args()
     import torch
 
     if args.cmd == "save":
-        torch.save(run_cases(), args.files[0])
+        torch.save(run_cases(args.only), args.files[0])
         return 0
     if args.cmd == "compare":
-        return 0 if compare(torch.load(args.files[0]), torch.load(args.files[1])) else 1
+        return 0 if compare(torch.load(args.files[0]), torch.load(args.files[1]), partial=bool(args.only)) else 1
     if not args.before:
         p.error("give --before COMMIT, or save / compare")
     with tempfile.TemporaryDirectory() as d:

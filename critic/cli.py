@@ -10,11 +10,11 @@ import argparse
 import datetime as _dt
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 from critic.config import ConfigError, dump_yaml, load_yaml, parse_set
+from critic.presets import find_preset, list_presets, read_preset  # noqa: F401  (re-exported)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -22,42 +22,6 @@ EXIT_INTERRUPTED = 130
 
 class CLIError(Exception):
     pass
-
-
-# ----------------------------------------------------------------------------- presets
-
-def preset_dir() -> Path:
-    return Path(str(resources.files("critic") / "presets"))
-
-
-def list_presets() -> list[Path]:
-    return sorted(preset_dir().glob("*.yaml"))
-
-
-def find_preset(name: str, algo: str) -> Path:
-    """A preset by path, by full name (``ppo_cartpole``) or by short name for ``algo``."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p
-    for cand in (f"{name}.yaml", f"{algo}_{name}.yaml"):
-        f = preset_dir() / cand
-        if f.is_file():
-            return f
-    names = [f.stem for f in list_presets()]
-    mine = [n for n in names if n.startswith(algo + "_")]
-    raise CLIError(f"unknown preset '{name}' for {algo} (available: {', '.join(mine) or 'none'}; "
-                   "or give a path to a YAML file)")
-
-
-def read_preset(path: Path) -> dict[str, Any]:
-    data = load_yaml(path)
-    unknown = set(data) - {"algo", "env_id", "steps", "hparams", "eval_every", "eval_episodes"}
-    if unknown:
-        raise ConfigError(f"preset {path} has unknown keys: {', '.join(sorted(unknown))} "
-                          "(allowed: algo, env_id, steps, eval_every, eval_episodes, hparams)")
-    if not isinstance(data.get("hparams", {}), dict):
-        raise ConfigError(f"preset {path}: 'hparams' must be a mapping")
-    return data
 
 
 # ----------------------------------------------------------------------------- commands

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of state-dependent log-stds (SAC actors, GaussianPolicy)
 
 
 class Categorical:

@@ -13,6 +13,12 @@ import torch
 from torch import Tensor
 
 
+def standardize(x: Tensor, unbiased: bool = True, eps: float = 1e-8) -> Tensor:
+    """(x - mean) / (std + eps): advantages per batch (A2C, PPO), or returns per episode
+    (episodic A2C, which uses the population std, ``unbiased=False``)."""
+    return (x - x.mean()) / (x.std(unbiased=unbiased) + eps)
+
+
 def _check(rewards_TN: Tensor, *others: Tensor) -> None:
     assert rewards_TN.dim() == 2, f"expected [T, N] rewards, got {tuple(rewards_TN.shape)}"
     for o in others:

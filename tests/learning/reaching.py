@@ -1,7 +1,7 @@
 """Shared by the learning tests: train a preset until an evaluation reaches its bar."""
 
 from critic.algos.registry import get_algo
-from critic.cli import find_preset, read_preset
+from critic.presets import find_preset, read_preset
 
 
 def reach(algo: str, preset: str, bar: float, budget: int = 100_000, every: int = 10_000, seed: int = 0,

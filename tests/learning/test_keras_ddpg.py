@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import critic
-from critic.cli import find_preset, read_preset
+from critic.presets import find_preset, read_preset
 
 pytestmark = pytest.mark.slow
 

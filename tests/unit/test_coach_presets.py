@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from critic.algos.registry import get_algo
-from critic.cli import find_preset, list_presets, read_preset
+from critic.presets import find_preset, list_presets, read_preset
 
 # preset file stem -> Coach's preset name (rl_coach/presets/<Name>.py)
 COACH = {

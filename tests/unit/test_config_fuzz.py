@@ -255,7 +255,7 @@ def test_seed_and_device_limits_still_accept_real_values():
 
 def test_presets_still_validate():
     """The generic checks keep every shipped preset valid."""
-    from critic.cli import list_presets, read_preset
+    from critic.presets import list_presets, read_preset
 
     for p in list_presets():
         d = read_preset(p)
