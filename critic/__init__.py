@@ -1,7 +1,6 @@
 """critic: actor-critic reinforcement learning in PyTorch."""
 
-__version__ = "0.1.0"
-
+from critic.version import __version__  # noqa: E402
 from critic.agent import Agent, NonFiniteError, load  # noqa: E402
 from critic.algos.a2c import A2C, A2CConfig  # noqa: E402
 from critic.algos.a3c import A3C, A3CConfig  # noqa: E402

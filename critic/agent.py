@@ -1,20 +1,20 @@
 """``Agent``: everything algorithms share and none of their math.
 
-Env construction and checks, seeding and threads, the collection loop for the algorithm's
-storage kind, logging, evaluation, checkpoints, ``predict``, ``save`` / ``load``. An algorithm
-subclasses it once and provides ``_build`` (networks and optimizers) and ``_update``.
+Environment and config set-up, seeding and threads, ``learn`` (the loop over the algorithm's
+collector: collect, then update on each batch it hands out; logging, evaluation, checkpoints),
+``predict`` / ``evaluate``, ``save`` / ``load``. An algorithm subclasses it once and provides
+``_build`` (networks, optimizers and its collector, from ``critic.collect``) and
+``_update(batch)``; it may override ``_policy`` (acting) and ``_iteration`` (A3C, whose workers
+collect and update).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import platform
 import signal
 import threading
 import time
-import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -25,75 +25,37 @@ import torch
 from torch import nn
 
 from critic import checkpoint as ckpt
-from critic.buffers.replay import ReplayBuffer
-from critic.buffers.rollout import RolloutBuffer
-from critic.config import Config, ConfigError
+from critic.checkpoint import NonFiniteError
+from critic.collect import Collector, EnvStream, Preprocess
+from critic.config import Config, ConfigError, build_config, resolve_device
 from critic.envs.check import check_env_or_raise
 from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
-from critic.envs.step import EnvStepper
-from critic.modules.actions import BoxScaler
-from critic.logger import Clock, Progress, RunLogger, solved_points, to_float, write_json
-from critic.nn import cpu_has_native_bf16, is_image_space, set_cpu_threads
-from critic.normalize import ObsNormalizer, RewardNormalizer
+from critic.envs.state import NotRestorable, capture, restore_env
+from critic.logger import Clock, Progress, RunLogger, to_float, write_summary
+from critic.nn import is_image_space, set_cpu_threads
 from critic.seeding import rng_state, seed_everything, set_rng_state
+from critic.version import __version__
 
 Callback = Callable[["Agent", dict[str, Any]], bool | None]
 
-
-class NonFiniteError(RuntimeError):
-    """A loss or metric became NaN/inf: training stops, the last good checkpoint is kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for ``name``, or a ConfigError when this machine does not have it (before
-    any network is built, rather than a raw error at the first ``.to()``)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(f"invalid value for 'device': {name!r} ({str(e).splitlines()[0]}; "
-                          "allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"invalid value for 'device': {name!r} (CUDA is not available on this machine; "
-                              "use 'cpu')")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"invalid value for 'device': {name!r} (this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s): cuda:0 to "
-                              f"cuda:{torch.cuda.device_count() - 1})")
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError(f"invalid value for 'device': {name!r} (Apple's MPS backend is not available on "
-                              "this machine; use 'cpu')")
-    elif dev.type != "cpu":
-        raise ConfigError(f"invalid value for 'device': {name!r} (allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')")
-    return dev
-
-
-def build_config(config_cls: type[Config], config: Config | dict | None, overrides: dict[str, Any]) -> Config:
-    if config is None:
-        data: dict[str, Any] = {}
-    elif isinstance(config, Config):
-        data = config.to_dict()
-    elif isinstance(config, dict):
-        data = dict(config)
-    else:
-        raise ConfigError(f"config must be a {config_cls.__name__}, a dict or None, got {type(config).__name__}")
-    data.update(overrides)
-    return config_cls.from_dict(data)
+__all__ = ["Agent", "Callback", "NonFiniteError", "load"]
 
 
 class Agent:
     algo: ClassVar[str] = ""
     config_cls: ClassVar[type[Config]] = Config
-    storage: ClassVar[str] = "rollout"
     allowed_actions: ClassVar[tuple[type, ...]] = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)
+    _algorithms: ClassVar[dict[str, type["Agent"]]] = {}  # algo name -> class, filled by subclassing
 
     nets: nn.Module
     optims: dict[str, torch.optim.Optimizer]
+    collector: Collector | None = None  # set by _build
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.algo:
+            Agent._algorithms[cls.algo] = cls
 
     def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
                  allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,
@@ -103,11 +65,12 @@ class Agent:
         self.device = resolve_device(cfg.device)
         self.allow_import = tuple(allow_import)
         self.env_id = env if isinstance(env, str) else None
-        self._env_spec = env
+        self.env_spec = env
+        """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
         self.np_rng = seed_everything(cfg.seed)
         self.venv: gym.vector.VectorEnv | None = None
-        self.stepper: EnvStepper | None = None
         self._eval_env: gym.Env | None = None
+        self._eval_seed: int | None = None
         self.env_steps = 0
         if env is not None:
             # spaces, API and a 2-step probe (about 1 ms; an Atari reset 0.1 s) before N envs are built
@@ -119,7 +82,6 @@ class Agent:
                 self.venv.close()
                 raise EnvError(f"the environment's spaces ({obs_space}, {act_space}) differ from the model's "
                                f"({spaces[0]}, {spaces[1]})")
-            self.stepper = EnvStepper(self.venv)
         elif spaces is not None:
             obs_space, act_space = spaces
         else:
@@ -130,47 +92,52 @@ class Agent:
             self.close()
             raise
         self.obs_space, self.act_space = obs_space, act_space
-        self._image = is_image_space(obs_space)
-        if cfg.normalize_obs and self._image:
+        self.image = is_image_space(obs_space)
+        if cfg.normalize_obs and self.image:
             raise ConfigError("invalid value for 'normalize_obs': True (image observations are scaled to [0, 1] "
                               "instead; allowed: false for image spaces)")
-        self._set_threads()
-        self.obs_norm = ObsNormalizer(obs_space.shape) if cfg.normalize_obs else None
-        self.rew_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None
+        set_cpu_threads(self.device, cfg.torch_threads, wide=self.image or max(cfg.hidden_sizes) >= 256)
+        self.prep = Preprocess(obs_space, self.image, cfg.num_envs, cfg.gamma, cfg.normalize_obs,
+                               cfg.normalize_reward, cfg.reward_scale)
+        self.stream = EnvStream(self.venv, self.prep) if self.venv is not None else None
+        self.env_action = self._clip_to_box  # policy action -> env action; replay algorithms rescale instead
         self.updates = 0
         self.episodes = 0
         self.resets = 0
-        self._obs: np.ndarray | None = None
-        self._recent_returns: deque[float] = deque(maxlen=100)
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        """Returns of the last 100 finished training episodes (raw env rewards)."""
         self._finished: list[float] = []
         self._run: dict[str, Any] = {"evals": [], "wall": 0.0, "train": 0.0}
+        self._learn_span: tuple[int, int] | None = None  # (first, last env step) of the current learn()
+        self._resume_span: tuple[int, int] | None = None
         self._build()
         if cfg.compile:
             self._compile()
-        self._sampler: Any = None
-        if self.storage == "rollout":
-            self.buffer = RolloutBuffer(self._rollout_len(), cfg.num_envs * self._samplers(), obs_space, act_space,
-                                        self.device)
-        elif self.storage == "replay":  # policies act in [-1, 1] on Box spaces; replay stores that range
-            self.replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_space, act_space, cfg.gamma,
-                                       cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
-            self._updates_from = 0  # a resume without saved replay refills before updating
-            self._sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-            self.scaler = BoxScaler(act_space) if isinstance(act_space, gym.spaces.Box) else None
-            self._bf16 = cfg.precision == "bf16"
-            if self._bf16 and self.device.type == "cpu" and cpu_has_native_bf16() is False:
-                warnings.warn("precision='bf16' on a CPU without AVX-512 BF16 or AMX: bfloat16 products are "
-                              "emulated there and usually slower than float32", RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ algorithm hooks
     def _build(self) -> None:
+        """Networks (``self.nets``), optimizers (``self.optims``) and ``self.collector``."""
         raise NotImplementedError
 
-    def _update(self) -> dict[str, torch.Tensor]:
+    def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One update on one batch; returns detached metric tensors."""
         raise NotImplementedError
 
-    def _rollout_len(self) -> int:
-        return self.cfg.n_steps  # type: ignore[attr-defined]
+    def _policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions for a batch of (preprocessed) observations, in the policy's own space."""
+        return self.nets.act(obs, deterministic)[0]
+
+    def _iteration(self) -> dict[str, torch.Tensor]:
+        """One collection, then an update on each batch the collector hands out."""
+        steps, returns = self.collector.collect(self.stream, self.env_steps)
+        self.env_steps += steps
+        self._record_episodes(returns)
+        metrics: dict[str, torch.Tensor] = {}
+        with self.collector.precision():
+            for batch in self.collector.batches(self.env_steps):
+                metrics = self._update(batch)
+                self.updates += 1
+        return metrics
 
     def _learn_begin(self, target: int) -> None:
         """Called by ``learn`` before its first iteration (``target``: the env step to reach)."""
@@ -178,19 +145,56 @@ class Agent:
     def _learn_end(self) -> None:
         """Called by ``learn`` when it stops for any reason (target, callback, Ctrl-C, error)."""
 
-    def _episodic(self) -> bool:
-        return False
+    def _extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The algorithm's own checkpoint part beyond networks, optimizers and collector."""
+        return {}, {}
 
-    def _policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """Actions for a batch of (normalised) observations, in the policy's own space."""
-        return self.nets.act(obs, deterministic)[0]
+    def _load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        pass
 
-    def _env_action(self, a: np.ndarray) -> np.ndarray:
-        """Policy action -> what the env receives: on-policy Gaussian actions clipped to the
-        Box, off-policy [-1, 1] actions rescaled to it."""
+    def _env_state(self) -> dict[str, Any] | None:
+        """The training envs' checkpoint part, plus the evaluation env; None before any reset."""
+        if self.stream is None or self.stream.obs is None:
+            return None
+        where = self.collector.envs_elsewhere
+        out = {"venv": None, "why": where} if where else self.stream.state()
+        if self._eval_env is not None and self._eval_env is not self.env_spec:
+            out["eval_env"], _ = capture(self._eval_env)
+            out["eval_seed"] = self._eval_seed
+        return out
+
+    # ------------------------------------------------------------------ public training API
+    def update(self) -> dict[str, torch.Tensor]:
+        """One update on a batch from the agent's storage (a replay sample, or the last rollout),
+        whether or not one is due; counts as an update (benchmarks and tests time it)."""
+        with self.collector.precision():
+            metrics = self._update(self.collector.sample())
+        self.updates += 1
+        return metrics
+
+    @property
+    def obs_norm(self):
+        """The observation normaliser (``normalize_obs``), or None."""
+        return self.prep.obs_norm
+
+    @property
+    def rew_norm(self):
+        """The reward normaliser (``normalize_reward``), or None."""
+        return self.prep.rew_norm
+
+    @property
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation so far: env_steps, wall_seconds, train_seconds, mean, std, episodes."""
+        return self._run["evals"]
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time so far (wall time minus evaluation time), over every learn() call."""
+        return float(self._run["train"])
+
+    def _clip_to_box(self, a: np.ndarray) -> np.ndarray:
+        """On-policy Gaussian actions clipped to the Box (other spaces pass through)."""
         if isinstance(self.act_space, gym.spaces.Box):
-            if self.storage == "replay":
-                return self.scaler.scale(a)
             return np.clip(a, self.act_space.low, self.act_space.high)
         return a
 
@@ -204,30 +208,11 @@ class Agent:
                     m.forward = torch.compile(m.forward)
                     m._critic_compiled = True
 
-    # ------------------------------------------------------------------ set-up helpers
-    def _set_threads(self) -> None:
-        set_cpu_threads(self.device, self.cfg.torch_threads, wide=self._image or max(self.cfg.hidden_sizes) >= 256)
-
-    def _norm_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        """What the networks see: normalised (when asked) float32 vectors, or raw images."""
-        if self.obs_norm is not None:
-            return self.obs_norm(obs, update=update)
-        if not self._image and obs.dtype != np.float32:
-            return obs.astype(np.float32)
-        return obs
-
-    def learning_reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """The rewards the algorithm learns from: scaled by ``reward_scale``, then normalised
-        when ``normalize_reward`` (episode returns are recorded from the env's own rewards)."""
-        if self.cfg.reward_scale != 1.0:
-            reward = reward * np.float32(self.cfg.reward_scale)
-        return self.rew_norm(reward, done) if self.rew_norm is not None else reward
-
-    def _require_env(self) -> EnvStepper:
-        if self.stepper is None:
+    def _require_env(self) -> EnvStream:
+        if self.stream is None:
             raise EnvError("this agent has no environment (it was loaded without one); "
                            "pass env= to critic.load or call agent.set_env(env)")
-        return self.stepper
+        return self.stream
 
     def set_env(self, env: EnvSpec) -> None:
         """Attach (or replace) the training environment; its spaces must match the model's."""
@@ -238,9 +223,9 @@ class Agent:
             raise EnvError("the new environment's spaces differ from the model's")
         if self.venv is not None:
             self.venv.close()
-        self.venv, self.stepper, self._obs = venv, EnvStepper(venv), None
+        self.venv, self.stream = venv, EnvStream(venv, self.prep)
         self.env_id = env if isinstance(env, str) else None
-        self._env_spec = env
+        self.env_spec = env
         self._eval_env = None
 
     # ------------------------------------------------------------------ training
@@ -259,11 +244,11 @@ class Agent:
         if eval_every < 0 or eval_episodes < 1:
             raise ConfigError(f"invalid evaluation settings eval_every={eval_every}, eval_episodes={eval_episodes} "
                               "(allowed: eval_every >= 0, eval_episodes >= 1)")
-        stepper = self._require_env()
+        stream = self._require_env()
         start, target = self.env_steps, self.env_steps + int(total_steps)
         # Schedules (linear learning-rate decay) run over the learn() call; a loaded checkpoint of
         # an unfinished call continues that call's schedule when asked for the same end step.
-        span, self._resume_span = getattr(self, "_resume_span", None), None
+        span, self._resume_span = self._resume_span, None
         self._learn_span = (span[0], span[1]) if span and span[0] <= start < span[1] == target else (start, target)
         if threshold is None:
             threshold = self._default_threshold()
@@ -272,8 +257,8 @@ class Agent:
         progress = Progress(target, start, progress_bar, desc=f"{self.algo} {self.env_id or ''}".strip())
         interrupted = threading.Event()
         old_handler = self._install_sigint(interrupted)
-        if self._obs is None:
-            self._obs = self._norm_obs(stepper.reset(seed=self.cfg.seed + 1000 * self.resets), update=True)
+        if stream.obs is None:
+            stream.reset(seed=self.cfg.seed + 1000 * self.resets)
             self.resets += 1
         next_log = start + self.cfg.log_every
         next_eval = start + eval_every if eval_every else math.inf
@@ -285,13 +270,13 @@ class Agent:
             self._learn_begin(target)
             while self.env_steps < target and not interrupted.is_set():
                 try:
-                    metrics = self._iteration(target)
+                    metrics = self._iteration()
                 except Exception as e:
                     # Diverged weights surface as NaN actions (an env that rejects them, a sampler
                     # that raises): report the parameter, not the symptom.
-                    self._check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                    self.check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
                     raise
-                new_eps = self._take_finished_returns()
+                new_eps, self._finished = self._finished, []
                 pending.extend(new_eps)
                 if self.env_steps >= next_log or self.env_steps >= target:
                     now = clock.train
@@ -299,7 +284,7 @@ class Agent:
                     row = self._log_row(metrics, pending, sps, clock)
                     if run is not None:
                         run.log_metrics(row)
-                    progress.update(self.env_steps, float(np.mean(self._recent_returns)) if self._recent_returns else None, sps)
+                    progress.update(self.env_steps, float(np.mean(self.recent_returns)) if self.recent_returns else None, sps)
                     pending = []
                     last_log_t, last_log_steps = now, self.env_steps
                     while next_log <= self.env_steps:
@@ -336,7 +321,8 @@ class Agent:
             self._save_run_checkpoint(run_dir, clock)
             if not interrupted.is_set():
                 self.save(Path(run_dir) / "model" / ckpt.FILENAME)
-            self._write_summary(Path(run_dir), clock, threshold)
+            write_summary(Path(run_dir), {"algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed},
+                          self._run["evals"], self.env_steps, self.updates, clock, threshold)
             run.close()
         if interrupted.is_set():
             raise KeyboardInterrupt(f"training interrupted at env step {self.env_steps}"
@@ -363,80 +349,17 @@ class Agent:
             signal.signal(signal.SIGINT, old)
 
     def _default_threshold(self) -> float | None:
-        if isinstance(self._env_spec, str):
+        if isinstance(self.env_spec, str):
             try:
-                return gym.spec(self._env_spec).reward_threshold
+                return gym.spec(self.env_spec).reward_threshold
             except Exception:
                 return None
         return None
 
-    def _iteration(self, target: int) -> dict[str, torch.Tensor]:
-        if self.storage == "rollout":
-            self._collect_rollout()
-            metrics = self._update()
-            self.updates += 1
-            return metrics
-        return self._replay_step()
-
-    # ------------------------------------------------------------------ off-policy collection
-    def _replay_step(self) -> dict[str, torch.Tensor]:
-        """One vector env step into replay, then ``gradient_steps`` updates every ``train_freq``."""
-        cfg, stepper, dev = self.cfg, self.stepper, self.device
-        assert stepper is not None and self._obs is not None
-        obs = self._obs
-        if self.env_steps < cfg.learning_starts:
-            a_env = self.venv.action_space.sample()
-            a_pol = self._policy_action_of(a_env)
-        else:
-            with torch.inference_mode():
-                a_pol = self._explore(torch.as_tensor(obs, device=dev)).cpu().numpy()
-            a_env = self._env_action(a_pol)
-        step = stepper.step(a_env)
-        self.env_steps += stepper.num_envs
-        reward = self.learning_reward(step.reward, step.done)
-        self.replay.add(obs, a_pol, reward, self._norm_obs(step.next_obs), step.terminated, step.truncated)
-        if step.episode_returns:
-            self._record_episodes(step.episode_returns)
-        self._on_episode_end(step.done)
-        self._obs = self._norm_obs(step.obs, update=True)
-        metrics: dict[str, torch.Tensor] = {}
-        if (self.env_steps > max(cfg.learning_starts, self._updates_from)
-                and (self.env_steps // stepper.num_envs) % cfg.train_freq == 0):
-            with self._update_precision():
-                for _ in range(cfg.gradient_steps):
-                    metrics = self._update()
-                    self.updates += 1
-        return metrics
-
-    def _update_precision(self):
-        """The updates' autocast context: bfloat16 matrix products with ``precision='bf16'``."""
-        if self._bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _explore(self, obs: torch.Tensor) -> torch.Tensor:
-        """Exploration actions in the policy's own space (off-policy algorithms)."""
-        raise NotImplementedError
-
-    def _policy_action_of(self, a_env: np.ndarray) -> np.ndarray:
-        """An env action expressed in the policy's own space (warm-up actions go to replay so)."""
-        return self.scaler.unscale(a_env) if self.scaler is not None else a_env
-
-    def _sample(self) -> dict[str, torch.Tensor]:
-        """A replay batch of ``batch_size`` from the agent's own (checkpointed) generator."""
-        return self.replay.sample(self.cfg.batch_size, self._sample_gen)
-
-    def _on_episode_end(self, done: np.ndarray) -> None:
-        pass
-
-    def _take_finished_returns(self) -> list[float]:
-        out, self._finished = self._finished, []
-        return out
-
     def _record_episodes(self, returns: list[float]) -> None:
         if returns:
             self.episodes += len(returns)
-            self._recent_returns.extend(returns)
+            self.recent_returns.extend(returns)
             self._finished.extend(returns)
 
     def _log_row(self, metrics: dict[str, torch.Tensor], episode_returns: list[float], sps: float,
@@ -452,12 +375,12 @@ class Agent:
                 raise NonFiniteError(f"{k} became {f} at env step {self.env_steps} (update {self.updates}); "
                                      "training stopped, the last good checkpoint is kept")
             row[k] = f
-        self._check_finite("training stopped")
+        self.check_finite("training stopped")
         return row
 
-    def _check_finite(self, what: str) -> None:
+    def check_finite(self, what: str) -> None:
         """Raise :class:`NonFiniteError` naming the first parameter or buffer that is NaN/inf
-        (one fused reduction when all are finite)."""
+        (one fused reduction when all are finite); ``what`` says what happens next."""
         named = [(k, v) for k, v in self.nets.state_dict().items() if v.is_floating_point()]
         if not named:
             return
@@ -466,54 +389,6 @@ class Agent:
         bad = next(k for k, v in named if not bool(torch.isfinite(v).all()))
         raise NonFiniteError(f"parameter {bad} became non-finite at env step {self.env_steps} (update "
                              f"{self.updates}); {what}, the last good checkpoint is kept")
-
-    # ------------------------------------------------------------------ on-policy collection
-    def _samplers(self) -> int:
-        """Ray sampling workers (backend='ray' for on-policy algorithms), else 1 (this process)."""
-        return self.cfg.workers if getattr(self.cfg, "backend", "local") == "ray" and self.storage == "rollout" else 1
-
-    def _collect_remote(self) -> None:
-        """One rollout from every Ray sampling worker, with the current weights, side by side."""
-        if self._sampler is None:
-            from critic.runners.ray import RaySampler, SamplerFactory
-            self._sampler = RaySampler(SamplerFactory(type(self), self._env_spec, self.cfg, self.allow_import),
-                                       self.cfg)
-        flat = self.optims["main"].param_groups[0]["params"][0]
-        parts, returns = self._sampler.collect(flat.detach().cpu().numpy())
-        self.buffer.load_parts(parts)
-        self.env_steps += self.buffer.t * self.buffer.N
-        self._record_episodes(returns)
-
-    def _collect_rollout(self) -> None:
-        if self._samplers() > 1 or getattr(self.cfg, "backend", "local") == "ray":
-            return self._collect_remote()
-        buf, nets, stepper, dev = self.buffer, self.nets, self.stepper, self.device
-        assert stepper is not None and self._obs is not None
-        episodic = self._episodic()
-        buf.reset()
-        while True:
-            obs = self._obs
-            with torch.inference_mode():
-                a, logp, v = nets.act(torch.as_tensor(obs, device=dev))
-            a, logp, v = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
-            step = stepper.step(self._env_action(a))
-            self.env_steps += stepper.num_envs
-            reward = self.learning_reward(step.reward, step.done)
-            if buf.full:
-                buf.grow()
-            buf.add(obs, a, logp, v, reward, step.terminated, step.truncated)
-            if step.truncated.any():
-                idx = np.flatnonzero(step.truncated)
-                final = torch.as_tensor(self._norm_obs(step.next_obs[idx]), device=dev)
-                with torch.inference_mode():
-                    buf.set_truncation_values(idx, nets.value(final).cpu())
-            if step.episode_returns:
-                self._record_episodes(step.episode_returns)
-            self._obs = self._norm_obs(step.obs, update=True)
-            if (episodic and step.done[0]) or (not episodic and buf.full):
-                break
-        with torch.inference_mode():
-            buf.finish(nets.value(torch.as_tensor(self._obs, device=dev)).cpu())
 
     # ------------------------------------------------------------------ acting and evaluation
     def predict(self, obs: Any, deterministic: bool = False) -> np.ndarray:
@@ -526,23 +401,23 @@ class Agent:
         elif x.shape[1:] != shape:
             raise ValueError(f"observation of shape {x.shape} matches neither the observation space {shape} "
                              f"nor a batch [B, *{shape}]")
-        if not self._image:
+        if not self.image:
             x = x.astype(np.float32, copy=False)
-        x = self._norm_obs(x)
+        x = self.prep.obs(x)
         with torch.inference_mode():
             a = self._policy(torch.as_tensor(x, device=self.device), deterministic)
-        a = self._env_action(a.cpu().numpy())
+        a = self.env_action(a.cpu().numpy())
         return a[0] if single else a
 
-    def _make_eval_env(self, render_mode: str | None = None) -> gym.Env:
-        if self._env_spec is None:
+    def make_eval_env(self, render_mode: str | None = None) -> gym.Env:
+        """A single env to evaluate (or render) on: Atari games whole, with raw rewards."""
+        if self.env_spec is None:
             raise EnvError("this agent has no environment to evaluate on; pass env= to critic.load")
-        spec = self._env_spec
+        spec = self.env_spec
         if isinstance(spec, gym.vector.VectorEnv):
             raise EnvError("cannot build an evaluation env from a vector env instance; pass an id or a callable")
         if isinstance(spec, gym.Env):
             return spec
-        # Atari ids: whole games with raw rewards (no episodic life, no clipping) for evaluation.
         return make_env(spec, render_mode=render_mode, allow_import=self.allow_import, atari_eval=True)
 
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: gym.Env | None = None,
@@ -552,7 +427,7 @@ class Agent:
             raise ConfigError(f"invalid value for 'n_episodes': {n_episodes} (allowed: an integer >= 1)")
         if env is None:
             if self._eval_env is None:
-                self._eval_env = self._make_eval_env()
+                self._eval_env = self.make_eval_env()
                 self._eval_seed = self.cfg.seed + 100_003
             env = self._eval_env
             first_seed = self._eval_seed if seed is None else seed
@@ -581,96 +456,25 @@ class Agent:
             t, m = ckpt.optimizer_state(name, opt)
             tensors.update(t)
             optim_meta[name] = m
-        if self.obs_norm is not None:
-            tensors.update(self.obs_norm.rms.state_dict("obs_norm"))
-        if self.rew_norm is not None:
-            tensors.update(self.rew_norm.rms.state_dict("rew_norm"))
-            tensors["rew_norm/ret"] = torch.from_numpy(self.rew_norm.ret.copy())
+        tensors.update(self.prep.state())
         rng_meta, rng_tensors = rng_state(self.np_rng)
         tensors.update(rng_tensors)
         extra_t, extra_m = self._extra_state()
+        coll_t, coll_m = self.collector.state()
         tensors.update(extra_t)
-        if self.storage == "replay":
-            tensors["replay/sample_generator"] = self._sample_gen.get_state()
-            if self.cfg.save_replay:
-                replay_t, replay_m = self.replay.state_dict()
-                tensors.update(replay_t)
-                extra_m = {**extra_m, "replay": replay_m}
-        from critic import __version__
+        tensors.update(coll_t)
         meta = {
             "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
             "config": self.cfg.to_dict(),
             "spaces": {"observation": space_to_dict(self.obs_space), "action": space_to_dict(self.act_space)},
             "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                         "resets": self.resets, "learn_span": list(getattr(self, "_learn_span", ())) or None,
-                         "recent_returns": list(self._recent_returns),
-                         "updates_from": getattr(self, "_updates_from", 0)},
+                         "resets": self.resets, "learn_span": list(self._learn_span) if self._learn_span else None,
+                         "recent_returns": list(self.recent_returns)},
             "env": self._env_state(),
-            "optimizers": optim_meta, "rng": rng_meta, "run": self._run, "extra": extra_m,
+            "optimizers": optim_meta, "rng": rng_meta, "run": self._run, "extra": {**extra_m, **coll_m},
             "allow_import": list(self.allow_import),
         }
         return tensors, meta
-
-    def _extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return {}, {}
-
-    def _env_state(self) -> dict[str, Any] | None:
-        """The training envs mid-episode (``envs/state.py``), the observation the policy acts on
-        next and the episode accumulators, plus the evaluation env; None before any reset."""
-        from critic.envs.state import _encode, capture
-
-        if self.stepper is None or self._obs is None or self.storage == "workers":
-            return None  # (A3C: the envs live in its workers, which restart with new seeds)
-        if self._samplers() > 1 or getattr(self.cfg, "backend", "local") == "ray":
-            venv, why = None, "the envs live in Ray sampling workers"
-        else:
-            venv, why = capture(self.venv)
-        out: dict[str, Any] = {"venv": venv, "why": why}
-        if venv is not None:
-            st = self.stepper
-            out.update(obs=_encode(self._obs, "obs"), ep_ret=_encode(st._ep_ret, "ep_ret"),
-                       ep_len=_encode(st._ep_len, "ep_len"), stepper_steps=st.env_steps)
-        if self._eval_env is not None and self._eval_env is not self._env_spec:
-            out["eval_env"], _ = capture(self._eval_env)
-            out["eval_seed"] = getattr(self, "_eval_seed", None)
-        return out
-
-    def _load_env_state(self, env_meta: dict[str, Any] | None, path: str) -> None:
-        import warnings
-
-        from critic.envs.state import NotRestorable, _decode, restore_env
-
-        if env_meta is None or self.stepper is None:
-            return
-        if env_meta.get("venv") is None:
-            warnings.warn(f"{path}: the training envs' state was not saved ({env_meta.get('why')}); training "
-                          "continues from freshly reset episodes, so it will not repeat a straight run exactly",
-                          RuntimeWarning, stacklevel=3)
-            return
-        try:
-            restore_env(self.venv, env_meta["venv"])
-            obs = _decode(env_meta["obs"])
-            if obs.shape != (self.cfg.num_envs, *self.obs_space.shape):
-                raise NotRestorable(f"saved observations of shape {obs.shape}")
-        except (NotRestorable, KeyError, ValueError, TypeError) as e:
-            self._obs = None  # learn() resets the envs with fresh seeds
-            warnings.warn(f"{path}: could not restore the training envs' state into this env ({e}); training "
-                          "continues from freshly reset episodes", RuntimeWarning, stacklevel=3)
-            return
-        self._obs = obs
-        self.stepper._ep_ret[:] = _decode(env_meta["ep_ret"])
-        self.stepper._ep_len[:] = _decode(env_meta["ep_len"])
-        self.stepper.env_steps = int(env_meta["stepper_steps"])
-        if env_meta.get("eval_env") is not None:
-            try:
-                ev = self._make_eval_env()
-                restore_env(ev, env_meta["eval_env"])
-                self._eval_env, self._eval_seed = ev, env_meta.get("eval_seed")
-            except (NotRestorable, EnvError):
-                self._eval_env = None
-
-    def _load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        pass
 
     def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
         try:
@@ -678,11 +482,7 @@ class Agent:
             self.nets.load_state_dict(nets_sd, strict=True)
             for name, opt in self.optims.items():
                 ckpt.load_optimizer_state(name, opt, tensors, meta["optimizers"][name])
-            if self.obs_norm is not None:
-                self.obs_norm.rms.load_state_dict(tensors, "obs_norm")
-            if self.rew_norm is not None:
-                self.rew_norm.rms.load_state_dict(tensors, "rew_norm")
-                self.rew_norm.ret = tensors["rew_norm/ret"].numpy().copy()
+            self.prep.load_state(tensors)
             set_rng_state(meta["rng"], tensors, self.np_rng)
             c = meta["counters"]
             self.env_steps, self.updates, self.episodes, self.resets = (
@@ -690,27 +490,31 @@ class Agent:
             self._run = meta.get("run", self._run)
             span = c.get("learn_span")
             self._resume_span = (int(span[0]), int(span[1])) if span else None
-            self._recent_returns.extend(float(x) for x in c.get("recent_returns", ()))
+            self.recent_returns.extend(float(x) for x in c.get("recent_returns", ()))
             extra = meta.get("extra", {})
-            if self.storage == "replay":
-                self._sample_gen.set_state(tensors["replay/sample_generator"])
-                if "replay" in extra:
-                    self.replay.load_state_dict(tensors, extra["replay"])
-                    self._updates_from = int(c.get("updates_from", 0))
-                else:  # saved without its replay: collect learning_starts steps before updating
-                    self._updates_from = self.env_steps + self.cfg.learning_starts
+            self.collector.load_state(tensors, extra)
             self._load_extra_state(tensors, extra)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{path}: checkpoint does not match this {self.algo} agent "
                                        f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
-        self._load_env_state(meta.get("env"), path)
+        env_meta = meta.get("env")
+        if env_meta is None or self.stream is None:
+            return
+        self.stream.load_state(env_meta, path, self.obs_space.shape)
+        if self.stream.obs is not None and env_meta.get("eval_env") is not None:
+            try:
+                ev = self.make_eval_env()
+                restore_env(ev, env_meta["eval_env"])
+                self._eval_env, self._eval_seed = ev, env_meta.get("eval_seed")
+            except (NotRestorable, EnvError):
+                self._eval_env = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states, envs).
 
         Refuses (:class:`NonFiniteError`) to write non-finite weights, so an existing checkpoint
         at ``path`` stays the last good one."""
-        self._check_finite("nothing was written")
+        self.check_finite("nothing was written")
         tensors, meta = self._state()
         path = Path(path)
         if path.suffix == "" or path.is_dir():
@@ -728,34 +532,12 @@ class Agent:
         file is refused with a :class:`~critic.checkpoint.CheckpointError` naming both."""
         return load(path, env=env, _expect=None if cls is Agent else cls, **overrides)
 
-    def _write_summary(self, run_dir: Path, clock: Clock, threshold: float | None) -> None:
-        evals = self._run["evals"]
-        first, stable = solved_points(evals, threshold)
-        last = evals[-1] if evals else None
-        summary = {
-            "algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed, "env_steps": self.env_steps,
-            "updates": self.updates, "wall_seconds": round(clock.wall, 3), "train_seconds": round(clock.train, 3),
-            "steps_per_second": round(self.env_steps / max(clock.train, 1e-9), 1),
-            "updates_per_second": round(self.updates / max(clock.train, 1e-9), 2),
-            "final_eval": ({"mean": last["mean"], "std": last["std"], "episodes": last["episodes"]}
-                           if last else None),
-            "threshold": threshold, "solved_at": first, "stable_solved_at": stable,
-            "versions": _versions(),
-        }
-        write_json(run_dir / "summary.json", summary)
-        try:
-            from critic.plotting import plot_runs
-            plot_runs([run_dir], run_dir / "curve.png")
-        except Exception as e:  # a plot must never cost the run
-            print(f"critic: could not draw the learning curve: {e}")
-
     def close(self) -> None:
-        if getattr(self, "_sampler", None) is not None:
-            self._sampler.close()
-            self._sampler = None
+        if self.collector is not None:
+            self.collector.close()
         if self.venv is not None:
             self.venv.close()
-        if self._eval_env is not None and self._eval_env is not self._env_spec:
+        if self._eval_env is not None and self._eval_env is not self.env_spec:
             self._eval_env.close()
 
     def __enter__(self):
@@ -769,12 +551,6 @@ class Agent:
         return f"{type(self).__name__}(env={self.env_id!r}, env_steps={self.env_steps})"
 
 
-def _versions() -> dict[str, str]:
-    from critic import __version__
-    return {"critic": __version__, "torch": torch.__version__, "gymnasium": gym.__version__,
-            "python": platform.python_version()}
-
-
 def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[Agent] | None = None,
          **overrides: Any) -> Agent:
     """Load any saved agent: weights, optimizers, normalisers, counters and RNG states.
@@ -782,7 +558,6 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[A
     ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
     callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
     """
-    from critic.algos.registry import get_algo
     tensors, meta = ckpt.read(path)
     if isinstance(meta, dict) and meta.get("kind") == "components":
         raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "
@@ -791,7 +566,10 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[A
         raise ckpt.CheckpointError(f"{path}: a {meta.get('algo')} checkpoint, not a {_expect.algo} one; load it "
                                    f"with critic.load(path) or the {str(meta.get('algo')).upper()} class")
     try:
-        cls = get_algo(meta["algo"])
+        algo = meta["algo"]
+        if algo not in Agent._algorithms:
+            raise ValueError(f"unknown algorithm {algo!r} (known: {', '.join(sorted(Agent._algorithms))})")
+        cls = Agent._algorithms[algo]
         cfg = cls.config_cls.from_dict({**meta["config"], **overrides})
         spaces = (space_from_dict(meta["spaces"]["observation"]), space_from_dict(meta["spaces"]["action"]))
     except (KeyError, ValueError, TypeError) as e:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -26,9 +28,16 @@ VERSION = 1
 FILENAME = "agent.safetensors"
 MAX_HEADER = 100 * 1024 * 1024
 
+Expected = dict[str, tuple[list[int], "str | None"]]  # tensor name -> (shape, dtype name or None: any)
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded (the message names the path and the reason)."""
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or metric became NaN/inf: training stops, the last good checkpoint is kept (and no
+    checkpoint with non-finite weights is written)."""
 
 
 # ----------------------------------------------------------------------------- writing
@@ -57,6 +66,21 @@ def write(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[
             pass
         raise
     return path
+
+
+def save_path(path: str | os.PathLike) -> Path:
+    """Where a ``save(path)`` writes: the file itself, or ``agent.safetensors`` inside a folder
+    (an existing one, or a name without a suffix)."""
+    path = Path(path)
+    return path / FILENAME if path.suffix == "" or path.is_dir() else path
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse (:class:`NonFiniteError`) to write diverged weights: a file already at ``path``
+    stays the last good checkpoint."""
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise NonFiniteError(f"{k} is non-finite; nothing was written to {path}")
 
 
 def _data_section(blob: bytes) -> bytes:
@@ -151,3 +175,146 @@ def load_optimizer_state(name: str, opt: torch.optim.Optimizer, tensors: dict[st
             g["betas"] = tuple(g["betas"])
         groups.append(g)
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------------- validating content
+# Checks of a file that read correctly but whose content may not fit the object: each raises
+# CheckpointError naming the path, and returns the tensors it accounts for (see check_tensors),
+# so a caller can refuse a file before it changes anything.
+
+def _fail(path: str | os.PathLike, msg: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {msg}")
+
+
+def dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def short_json(v: Any) -> str:
+    """A JSON value for an error message, cut to 120 characters."""
+    s = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def differences(saved: Any, here: Any, where: str) -> Iterator[str]:
+    """Each difference between two JSON values (a saved description and this object's), by key path."""
+    if isinstance(saved, dict) and isinstance(here, dict):
+        for k in saved.keys() | here.keys():
+            w = f"{where}.{k}"
+            if k not in here:
+                yield f"{w} is in the checkpoint, not in this object"
+            elif k not in saved:
+                yield f"{w} is in this object, not in the checkpoint"
+            else:
+                yield from differences(saved[k], here[k], w)
+    elif saved != here:
+        yield f"{where}: checkpoint has {short_json(saved)}, this object {short_json(here)}"
+
+
+def check_optimizer_state(path: str | os.PathLike, name: str, opt: torch.optim.Optimizer, meta: Any,
+                          tensors: dict[str, torch.Tensor]) -> Expected:
+    """Whether :func:`optimizer_state`'s output (``meta``: param_groups and scalars, plus its
+    ``optim/<name>/`` tensors) fits ``opt``, so :func:`load_optimizer_state` cannot fail."""
+    if not isinstance(meta, dict):
+        raise _fail(path, f"optimizer {name!r}: malformed entry")
+    groups, scalars = meta.get("param_groups"), meta.get("scalars")
+    if not isinstance(groups, list) or not isinstance(scalars, dict) or len(groups) != len(opt.param_groups):
+        raise _fail(path, f"optimizer {name!r}: malformed or mismatched param_groups")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    saved_ids: list[int] = []
+    for g, g_here in zip(groups, opt.param_groups):
+        if not isinstance(g, dict) or "params" not in g:
+            raise _fail(path, f"optimizer {name!r}: malformed param_group {short_json(g)}")
+        for k in g.keys() & g_here.keys() - {"params"}:  # a torch version may add or drop keys
+            if not _same_kind(g[k], g_here[k]):
+                raise _fail(path, f"optimizer {name!r}: hyper-parameter {k!r} is {short_json(g[k])}, this "
+                                  f"optimizer expects something like {short_json(_jsonable_group_value(g_here[k]))}")
+        ids = g["params"]
+        if not isinstance(ids, list) or len(ids) != len(g_here["params"]) or \
+                not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise _fail(path, f"optimizer {name!r}: parameter list does not match this optimizer's "
+                              f"{len(g_here['params'])} parameters")
+        saved_ids.extend(ids)
+    if len(set(saved_ids)) != len(saved_ids):
+        raise _fail(path, f"optimizer {name!r}: repeated parameter ids")
+    param_of = dict(zip(saved_ids, params))  # torch maps saved ids to parameters in this order
+    expected: Expected = {}
+    prefix = f"optim/{name}/"
+    for key, t in tensors.items():
+        if not key.startswith(prefix):
+            continue
+        idx, _, k = key[len(prefix):].partition("/")
+        if not idx.lstrip("-").isdigit() or int(idx) not in param_of or not k:
+            raise _fail(path, f"optimizer {name!r}: state {key!r} for no parameter")
+        p = param_of[int(idx)]
+        if k == "step":
+            if t.numel() != 1 or not t.is_floating_point():
+                raise _fail(path, f"optimizer {name!r}: malformed step count {key!r}")
+            expected[key] = (list(t.shape), None)
+        else:
+            expected[key] = (list(p.shape), dtype_name(p))
+    for key in scalars:
+        idx, _, k = str(key).partition("/")
+        if not idx.lstrip("-").isdigit() or int(idx) not in param_of or not k:
+            raise _fail(path, f"optimizer {name!r}: state {key!r} for no parameter")
+    return expected
+
+
+def _same_kind(saved: Any, here: Any) -> bool:
+    """Whether a JSON value can stand in for an optimizer hyper-parameter of this type."""
+    if here is None or isinstance(here, bool):
+        return saved is None or isinstance(saved, bool)
+    if isinstance(here, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    if isinstance(here, (tuple, list)):
+        return isinstance(saved, list) and len(saved) == len(here) and all(map(_same_kind, saved, here))
+    return isinstance(saved, type(here))
+
+
+def _jsonable_group_value(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
+
+
+def check_rng_state(path: str | os.PathLike, rng: Any, tensors: dict[str, torch.Tensor],
+                    np_rng: np.random.Generator | None) -> Expected:
+    """Whether :func:`critic.seeding.rng_state`'s output (``rng``, plus the ``rng/`` tensors) can
+    be restored, tried on scratch generators so a bad state changes nothing. ``np_rng``: the
+    Generator that would receive the saved NumPy state (None: none is restored)."""
+    try:
+        py = rng["python"]
+        random.Random().setstate((py[0], tuple(py[1]), py[2]))
+        leg = rng["numpy_legacy"]
+        np.random.RandomState().set_state((leg[0], np.asarray(leg[1], dtype=np.uint32), leg[2], leg[3], leg[4]))
+        if np_rng is not None:
+            if "numpy" not in rng:
+                raise _fail(path, "no NumPy Generator state to restore into np_rng (the checkpoint was saved "
+                                  "without one)")
+            type(np_rng.bit_generator)().state = rng["numpy"]
+        torch.Generator().set_state(tensors["rng/torch"])
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise _fail(path, f"invalid RNG state ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") \
+            from None
+    expected: Expected = {"rng/torch": (list(tensors["rng/torch"].shape), None)}
+    for k in tensors:
+        if k.startswith("rng/cuda"):
+            idx = k[len("rng/cuda"):]
+            if not idx.isdigit() or (torch.cuda.is_available() and int(idx) >= torch.cuda.device_count()):
+                raise _fail(path, f"RNG state {k!r} for no CUDA device of this machine")
+            expected[k] = (list(tensors[k].shape), None)
+    return expected
+
+
+def check_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], expected: Expected) -> None:
+    """Every expected tensor present at its shape (and dtype, where given), and nothing else."""
+    for key, (shape, dtype) in expected.items():
+        t = tensors.get(key)
+        if t is None:
+            raise _fail(path, f"tensor {key!r} is missing")
+        if list(t.shape) != list(shape) or (dtype is not None and dtype_name(t) != dtype):
+            raise _fail(path, f"tensor {key!r} has shape {list(t.shape)} {dtype_name(t)}, this object needs "
+                              f"{list(shape)} {dtype or ''}".rstrip())
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise _fail(path, f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")

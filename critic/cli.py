@@ -177,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import critic
 
     agent = critic.load(args.path)
-    if agent._env_spec is None:
+    if agent.env_spec is None:
         raise CLIError(f"{args.path}: the model does not name a registered env id to evaluate on")
     if args.video:
         return _eval_video(agent, args)
@@ -190,7 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_video(agent, args) -> int:
     from PIL import Image
 
-    env = agent._make_eval_env(render_mode="rgb_array")
+    env = agent.make_eval_env(render_mode="rgb_array")
     out = Path(args.video)
     out.mkdir(parents=True, exist_ok=True)
     returns = []
@@ -346,7 +346,7 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from critic import __version__
+    from critic.version import __version__
     return f"critic {__version__}"
 
 

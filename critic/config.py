@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 
@@ -377,8 +378,6 @@ def dump_yaml(data: dict[str, Any]) -> str:
 class OnPolicyConfig(Config):
     """Fields shared by the on-policy actor-critics (A2C, PPO)."""
 
-    _local_workers: typing.ClassVar[bool] = False  # A3C: several workers on the local backend
-
     n_steps: int = 5
     """Rollout length per env between updates."""
     gae_lambda: float = 1.0
@@ -425,13 +424,6 @@ class OnPolicyConfig(Config):
         check(self.workers >= 1, "workers", self.workers, "an integer >= 1")
         check(self.max_restarts >= 0, "max_restarts", self.max_restarts, "an integer >= 0")
         check(self.worker_timeout > 0, "worker_timeout", self.worker_timeout, "a number of seconds > 0")
-        check(self.backend == "ray" or self.workers == 1 or self._local_workers, "workers", self.workers,
-              "1 with backend='local' (more sampling workers need backend='ray'; asynchronous workers "
-              "on this machine are A3C's: critic.A3C)")
-        if self.backend == "ray" and not self._local_workers:
-            for name in ("normalize_obs", "normalize_reward"):
-                check(not getattr(self, name), name, True,
-                      "false with backend='ray' (each sampling worker would keep its own statistics)")
         check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "a number in [0, 1]")
         check(self.ent_coef >= 0 and math.isfinite(self.ent_coef), "ent_coef", self.ent_coef, "a number >= 0")
         check(self.vf_coef >= 0 and math.isfinite(self.vf_coef), "vf_coef", self.vf_coef, "a number >= 0")
@@ -442,6 +434,18 @@ class OnPolicyConfig(Config):
         check(0 < self.rmsprop_alpha < 1, "rmsprop_alpha", self.rmsprop_alpha, "a number in (0, 1)")
         check_choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         check_choice("value_loss", self.value_loss, ("mse", "huber"))
+
+
+def check_sampling_workers(cfg: OnPolicyConfig) -> None:
+    """A synchronous on-policy learner (A2C, PPO): several workers only as Ray samplers, and no
+    normalisation statistics that each sampler would keep on its own."""
+    check(cfg.backend == "ray" or cfg.workers == 1, "workers", cfg.workers,
+          "1 with backend='local' (more sampling workers need backend='ray'; asynchronous workers "
+          "on this machine are A3C's: critic.A3C)")
+    if cfg.backend == "ray":
+        for name in ("normalize_obs", "normalize_reward"):
+            check(not getattr(cfg, name), name, True,
+                  "false with backend='ray' (each sampling worker would keep its own statistics)")
 
 
 @dataclass(kw_only=True)
@@ -504,3 +508,75 @@ class OffPolicyConfig(Config):
         check(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, "an integer >= 0")
         check(self.bootstrap_n >= 1, "bootstrap_n", self.bootstrap_n, "an integer >= 1")
         check_choice("precision", self.precision, ("float32", "bf16"))
+
+
+@dataclass(kw_only=True)
+class DeterministicConfig(OffPolicyConfig):
+    """Fields shared by the deterministic-actor algorithms (DDPG, TD3)."""
+
+    learning_rate: float = 1e-3
+    """Optimizer learning rate (actor and critics)."""
+    action_noise: float = 0.1
+    """Std of the exploration noise (in the policy's [-1, 1] range)."""
+    noise_type: str = "gaussian"
+    """Exploration noise: 'gaussian' or 'ou' (Ornstein-Uhlenbeck, reset per episode)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.action_noise >= 0, "action_noise", self.action_noise, "a number >= 0")
+        check_choice("noise_type", self.noise_type, ("gaussian", "ou"))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``, or a ConfigError when this machine does not have it (before
+    any network is built, rather than a raw error at the first ``.to()``)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"invalid value for 'device': {name!r} ({str(e).splitlines()[0]}; "
+                          "allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"invalid value for 'device': {name!r} (CUDA is not available on this machine; "
+                              "use 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"invalid value for 'device': {name!r} (this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s): cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"invalid value for 'device': {name!r} (Apple's MPS backend is not available on "
+                              "this machine; use 'cpu')")
+    elif dev.type != "cpu":
+        raise ConfigError(f"invalid value for 'device': {name!r} (allowed: 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')")
+    return dev
+
+
+def build_config(config_cls: type[Config], config: Config | dict | None, overrides: dict[str, Any]) -> Config:
+    """The config an agent is built with: ``config`` (an instance, a dict or None) with ``overrides``."""
+    if config is None:
+        data: dict[str, Any] = {}
+    elif isinstance(config, Config):
+        data = config.to_dict()
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        raise ConfigError(f"config must be a {config_cls.__name__}, a dict or None, got {type(config).__name__}")
+    data.update(overrides)
+    return config_cls.from_dict(data)
+
+
+def worker_hparams(cfg: Config, config_cls: type[Config], worker_id: int, generation: int) -> dict[str, Any]:
+    """The config of one worker's in-process agent (A3C worker, Ray sampler): the fields of
+    ``config_cls``, its own seed (new envs after each restart), one torch thread, no backend."""
+    names = set(config_cls.field_names())
+    data = {k: v for k, v in cfg.to_dict().items() if k in names}
+    data["seed"] = cfg.seed + 1000 * (worker_id + 1) + 100_003 * generation
+    data["torch_threads"] = 1
+    data.update(backend="local", workers=1, address=None)
+    if "batch_size" in data:  # a sampler never updates; its own rollout may be smaller than the learner's
+        data["batch_size"] = min(data["batch_size"], data["n_steps"] * data["num_envs"])
+    return data

@@ -144,3 +144,34 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import gymnasium as gym
+
+    from critic.version import __version__
+    return {"critic": __version__, "torch": torch.__version__, "gymnasium": gym.__version__,
+            "python": platform.python_version()}
+
+
+def write_summary(run_dir: Path, head: dict[str, Any], evals: list[dict[str, Any]], env_steps: int, updates: int,
+                  clock: Clock, threshold: float | None) -> None:
+    """``summary.json`` (``head``: algo, env id, seed) and ``curve.png`` of a run directory."""
+    first, stable = solved_points(evals, threshold)
+    last = evals[-1] if evals else None
+    summary = {
+        **head, "env_steps": env_steps, "updates": updates, "wall_seconds": round(clock.wall, 3),
+        "train_seconds": round(clock.train, 3),
+        "steps_per_second": round(env_steps / max(clock.train, 1e-9), 1),
+        "updates_per_second": round(updates / max(clock.train, 1e-9), 2),
+        "final_eval": {"mean": last["mean"], "std": last["std"], "episodes": last["episodes"]} if last else None,
+        "threshold": threshold, "solved_at": first, "stable_solved_at": stable, "versions": versions(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    try:
+        from critic.plotting import plot_runs
+        plot_runs([run_dir], run_dir / "curve.png")
+    except Exception as e:  # a plot must never cost the run
+        print(f"critic: could not draw the learning curve: {e}")

@@ -19,16 +19,18 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, make_optimizer
-from critic.config import OnPolicyConfig, check
+from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
+from critic.config import OnPolicyConfig, check, check_sampling_workers
 from critic.optim import backward_step
 from critic.losses import entropy_loss, policy_loss, value_loss
 from critic.modules.policies import ActorCriticNet
-from critic.returns import discounted_returns, gae
+from critic.returns import discounted_returns, gae, standardize
 
 
 @dataclass(kw_only=True)
-class A2CConfig(OnPolicyConfig):
+class ActorCriticConfig(OnPolicyConfig):
+    """The settings of the A2C loss, shared by A2C and A3C (whose workers compute it)."""
+
     learning_rate: float = 7e-4
     """Optimizer learning rate."""
     optimizer: str = "rmsprop"
@@ -39,6 +41,16 @@ class A2CConfig(OnPolicyConfig):
     value_loss: str = "mse"
     """Critic loss: 'mse' (mean squared error) or 'huber' (the episodic variant uses huber)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(not self.episodic or self.num_envs == 1, "num_envs", self.num_envs,
+              "1 when episodic=True (one episode per update)")
+        check(not self.episodic or self.backend == "local", "backend", self.backend,
+              "'local' when episodic=True (episodes end at different times on different workers)")
+
+
+@dataclass(kw_only=True)
+class A2CConfig(ActorCriticConfig):
     @classmethod
     def implied_defaults(cls, given: dict) -> dict:
         """The per-step flavour (one env, ``n_steps=1``): Adam 1e-3 without gradient clipping
@@ -52,20 +64,17 @@ class A2CConfig(OnPolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(not self.episodic or self.num_envs == 1, "num_envs", self.num_envs,
-              "1 when episodic=True (one episode per update)")
-        check(not self.episodic or self.backend == "local", "backend", self.backend,
-              "'local' when episodic=True (episodes end at different times on different workers)")
+        check_sampling_workers(self)
 
 
 def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
-         cfg: A2CConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+         cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The actor-critic loss of a whole rollout ``[T, N]`` (A2C's, and each A3C worker's)."""
     r, v, nv = batch["rewards"], batch["values"], batch["next_values"]
     term, trunc = batch["terminated"], batch["truncated"]
     if cfg.episodic:
         ret = discounted_returns(r, nv, term, trunc, cfg.gamma)
-        ret = (ret - ret.mean()) / (ret.std(unbiased=False) + 1e-8)
+        ret = standardize(ret, unbiased=False)
         adv = ret - v
     else:
         adv, ret = gae(r, v, nv, term, trunc, cfg.gamma, cfg.gae_lambda)
@@ -73,7 +82,7 @@ def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
     actions = batch["actions"].flatten(0, 1)
     adv, ret = adv.flatten(), ret.flatten()
     if cfg.normalize_advantage and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = standardize(adv)
 
     params, values = nets(obs)
     dist = nets.dist(params)
@@ -89,7 +98,7 @@ def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
 
 
 def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-           cfg: A2CConfig) -> dict[str, torch.Tensor]:
+           cfg: ActorCriticConfig) -> dict[str, torch.Tensor]:
     """One gradient step on a whole rollout ``[T, N]``."""
     total, metrics = loss(nets, batch, cfg)
     backward_step(opt, total, cfg.max_grad_norm)
@@ -107,14 +116,10 @@ class A2C(Agent):
         self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
                                    cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
+        # an episodic rollout runs to the episode's end (the storage doubles from 256 as needed)
+        self.collector = on_policy_collector(self, 256 if cfg.episodic else cfg.n_steps, cfg.episodic)
 
-    def _rollout_len(self) -> int:
-        return 256 if self.cfg.episodic else self.cfg.n_steps
-
-    def _episodic(self) -> bool:
-        return self.cfg.episodic
-
-    def _update(self) -> dict[str, torch.Tensor]:
+    def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         opt = self.optims["main"]
         apply_lr_schedule(opt, self.cfg, self.env_steps, self._learn_span)
-        return update(self.nets, opt, self.buffer.view(), self.cfg)
+        return update(self.nets, opt, batch, self.cfg)

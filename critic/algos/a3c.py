@@ -23,16 +23,17 @@ from __future__ import annotations
 import functools
 import pickle
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import torch
 
 from critic.agent import Agent
 from critic.algos import a2c
-from critic.algos.a2c import A2C, A2CConfig
-from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for, worker_hparams
-from critic.config import ConfigError, check, check_choice
+from critic.algos.a2c import A2C, A2CConfig, ActorCriticConfig
+from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for
+from critic.collect import Collector
+from critic.config import ConfigError, check, check_choice, worker_hparams
 from critic.modules.policies import ActorCriticNet
 from critic.normalize import SharedRunningMeanStd
 from critic.optim import backward_clip
@@ -42,9 +43,7 @@ __all__ = ["A3C", "A3CConfig", "A3CWorker", "WorkerError"]
 
 
 @dataclass(kw_only=True)
-class A3CConfig(A2CConfig):
-    _local_workers: ClassVar[bool] = True
-
+class A3CConfig(ActorCriticConfig):
     workers: int = 2
     """Asynchronous workers (processes with backend='local', Ray actors with backend='ray')."""
     num_envs: int = 1
@@ -59,6 +58,8 @@ class A3CConfig(A2CConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("start_method", self.start_method, ("spawn", "forkserver", "fork"))
+        # (workers > 1 on the local backend: A3C's asynchronous processes, which share one set of
+        # observation statistics through this machine's memory)
         check(not self.normalize_obs or self.backend == "local", "normalize_obs", self.normalize_obs,
               "false with backend='ray' (the workers share their statistics through this machine's memory: "
               "use backend='local')")
@@ -85,20 +86,19 @@ class A3CWorker:
         self.opt = self.agent.optims["main"]  # only for its flat gradient buffer; never stepped
         self.flat = self.opt.param_groups[0]["params"][0]
         self.rollout_steps = 0  # env steps of the last rollout (n_steps x num_envs; an episode's length if episodic)
-        agent = self.agent
-        agent._obs = agent._norm_obs(agent.stepper.reset(seed=agent.cfg.seed), update=True)
+        self.agent.stream.reset(seed=self.agent.cfg.seed)
 
     def rollout_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[float]]:
         """Pull ``params``, collect one rollout, return (clipped gradient, metrics, finished returns)."""
         with torch.no_grad():
             self.flat.copy_(params)
-        self.agent._collect_rollout()
+        agent = self.agent
         # the learner counts steps from what each rollout really took (an episodic rollout runs
-        # to the end of its episodes); the worker's own counter restarts at 0 every rollout
-        self.rollout_steps, self.agent.env_steps = self.agent.env_steps, 0
-        total, metrics = a2c.loss(self.agent.nets, self.agent.buffer.view(), self.cfg)
+        # to the end of its episode)
+        self.rollout_steps, returns = agent.collector.collect(agent.stream, 0)
+        total, metrics = a2c.loss(agent.nets, agent.collector.buffer.view(), self.cfg)
         backward_clip(self.opt, total, self.cfg.max_grad_norm)
-        return self.flat.grad, metrics, self.agent._take_finished_returns()
+        return self.flat.grad, metrics, returns
 
 
 @dataclass
@@ -130,11 +130,10 @@ class A3C(Agent):
 
     algo = "a3c"
     config_cls = A3CConfig
-    storage = "workers"
 
     def _build(self) -> None:
         cfg = self.cfg
-        spec = self._env_spec
+        spec = self.env_spec
         if isinstance(spec, (gym.Env, gym.vector.VectorEnv)):
             raise ConfigError("A3C builds each worker's envs itself: pass a Gymnasium id or a picklable callable, "
                               f"not a {type(spec).__name__} instance")
@@ -149,6 +148,7 @@ class A3C(Agent):
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         if self.obs_norm is not None:  # one set of statistics for the learner and every worker
             self.obs_norm.rms = SharedRunningMeanStd(self.obs_space.shape)
+        self.collector = Collector()  # the workers collect and update; the learner stores nothing
         self._runner: Any = None
         self._active = False
         self._metrics: dict[str, float] = {}
@@ -157,7 +157,7 @@ class A3C(Agent):
     # ------------------------------------------------------------------ runner plumbing
     def _make_runner(self):
         cfg = self.cfg
-        factory = WorkerFactory(self._env_spec, cfg, self.allow_import,
+        factory = WorkerFactory(self.env_spec, cfg, self.allow_import,
                                 self.obs_norm.rms.buffer if self.obs_norm is not None else None)
         make_opt = functools.partial(optimizer_for, cfg=cfg)
         schedule = LRSchedule(cfg) if cfg.lr_schedule != "constant" else None
@@ -179,7 +179,7 @@ class A3C(Agent):
         return list(self._runner.failures) if self._runner is not None else []
 
     def _learn_begin(self, target: int) -> None:
-        if self._env_spec is None:
+        if self.env_spec is None:
             raise ConfigError("this A3C agent has no environment; pass env= to critic.load")
         if self._runner is None:
             self._runner = self._make_runner()
@@ -191,13 +191,16 @@ class A3C(Agent):
         self.env_steps = self._base[0] + self._runner.env_steps
         self.updates = self._base[1] + self._runner.num_updates
 
-    def _iteration(self, target: int) -> dict[str, float]:
+    def _iteration(self) -> dict[str, float]:
         returns, metrics = self._runner.poll()
         self._record_episodes(returns)
         if metrics:
             self._metrics = metrics
         self._sync_counters()
         return self._metrics
+
+    def _env_state(self) -> None:
+        return None  # the envs live in the workers, which restart with new seeds
 
     def _learn_end(self) -> None:
         if not self._active:

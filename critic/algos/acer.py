@@ -32,8 +32,10 @@ from torch import Tensor, nn
 from critic.agent import Agent
 from critic.algos.common import apply_lr_schedule, make_optimizer
 from critic.buffers.sequence import SequenceReplay
+from critic.collect import SequenceCollector
 from critic.config import Config, check, check_choice
 from critic.losses.acer import EPS, acer_policy_objective, kl_grad, trust_region_project
+from critic.losses.q import q_regression_loss
 from critic.modules.target import freeze, polyak_update
 from critic.nn import encoder_for, init_layer, is_image_space, mlp
 from critic.optim import backward_step
@@ -205,7 +207,7 @@ def update(nets: ACERNets, opt: torch.optim.Optimizer, batch: dict[str, Tensor],
             metrics["acer/kl_avg"] = (f_avg * (torch.log(f_avg.clamp(min=EPS)) - torch.log(f.detach().clamp(min=EPS)))).sum(-1).mean()
             metrics["acer/trust_region_active"] = (scale > 0).float().mean()
     policy_surrogate = -(f * g).sum() / B  # d/df = -g'/B: back-propagates the projected gradient
-    q_loss = 0.5 * (q_ret - q.gather(1, a[:, None]).squeeze(1)).square().mean()
+    q_loss = q_regression_loss(q.gather(1, a[:, None]).squeeze(1)[None], q_ret)
     backward_step(opt, policy_surrogate + cfg.q_coef * q_loss, cfg.max_grad_norm)
     polyak_update(nets.online, nets.average, 1.0 - cfg.avg_decay)
     metrics.update({"loss/actor": -objective.detach().mean(), "loss/critic": q_loss.detach()})
@@ -217,87 +219,28 @@ class ACER(Agent):
 
     algo = "acer"
     config_cls = ACERConfig
-    storage = "sequence"
     allowed_actions = (gym.spaces.Discrete,)
 
     def _build(self) -> None:
         cfg = self.cfg
-        online = ACERNet(self.obs_space, int(self.act_space.n), cfg.hidden_sizes, cfg.activation, cfg.ortho_init)
+        n_actions = int(self.act_space.n)
+        online = ACERNet(self.obs_space, n_actions, cfg.hidden_sizes, cfg.activation, cfg.ortho_init)
         self.nets = ACERNets(online).to(self.device)
         self.optims = {"main": make_optimizer(self.nets.online, cfg)}
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 else torch.float32
-        self.replay = SequenceReplay(cfg.buffer_size, cfg.n_steps, cfg.num_envs, self.obs_space.shape, obs_dtype,
-                                     int(self.act_space.n), self.device)
-        self._sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        replay = SequenceReplay(cfg.buffer_size, cfg.n_steps, cfg.num_envs, self.obs_space.shape, obs_dtype,
+                                n_actions, self.device)
+        self.collector = SequenceCollector(replay, self.nets.online.probs, n_actions, self.device, seed=cfg.seed,
+                                           replay_ratio=cfg.replay_ratio, replay_start=cfg.replay_start,
+                                           replay_poisson=cfg.replay_poisson, save_replay=cfg.save_replay,
+                                           np_rng=self.np_rng)
 
     def _policy(self, obs: Tensor, deterministic: bool) -> Tensor:
         p = self.nets.online.probs(obs)
         return p.argmax(-1) if deterministic else torch.multinomial(p, 1).squeeze(1)
 
-    # ------------------------------------------------------------------ one iteration
-    def _iteration(self, target: int) -> dict[str, Tensor]:
-        cfg = self.cfg
-        seg = self._collect_segment()
-        self.replay.add(seg)
+    def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One update on a segment: the one just collected (on-policy), then replayed ones."""
         opt = self.optims["main"]
-        apply_lr_schedule(opt, cfg, self.env_steps, self._learn_span)
-        metrics = update(self.nets, opt, seg, cfg)
-        self.updates += 1
-        if len(self.replay) >= cfg.replay_start and cfg.replay_ratio > 0:  # (a resume without saved replay refills)
-            n = int(self.np_rng.poisson(cfg.replay_ratio)) if cfg.replay_poisson else int(cfg.replay_ratio)
-            for _ in range(n):
-                metrics = update(self.nets, opt, self.replay.sample(self._sample_gen), cfg)
-                self.updates += 1
-        return metrics
-
-    def _collect_segment(self) -> dict[str, Tensor]:
-        """``n_steps`` vector steps with the current policy, keeping mu(.|s) and final observations."""
-        cfg, stepper, dev = self.cfg, self.stepper, self.device
-        assert stepper is not None and self._obs is not None
-        T, N, A = cfg.n_steps, stepper.num_envs, int(self.act_space.n)
-        obs_buf = np.zeros((T + 1, N, *self.obs_space.shape), np.uint8 if self._image else np.float32)
-        actions = np.zeros((T, N), np.int64)
-        mu = np.zeros((T, N, A), np.float32)
-        rewards = np.zeros((T, N), np.float32)
-        term, trunc = np.zeros((T, N), bool), np.zeros((T, N), bool)
-        finals: list[tuple[int, int, np.ndarray]] = []
-        for t in range(T):
-            obs = self._obs
-            obs_buf[t] = obs
-            with torch.inference_mode():
-                p = self.nets.online.probs(torch.as_tensor(obs, device=dev))
-                a = torch.multinomial(p, 1).squeeze(1)
-            a, mu[t] = a.cpu().numpy(), p.cpu().numpy()
-            actions[t] = a
-            step = stepper.step(a)
-            self.env_steps += N
-            rewards[t] = self.learning_reward(step.reward, step.done)
-            term[t], trunc[t] = step.terminated, step.truncated
-            for i in np.flatnonzero(step.truncated & ~step.terminated):
-                finals.append((t, int(i), self._norm_obs(step.next_obs[i:i + 1])[0]))
-            if step.episode_returns:
-                self._record_episodes(step.episode_returns)
-            self._obs = self._norm_obs(step.obs, update=True)
-        obs_buf[T] = self._obs
-        to = lambda x: torch.from_numpy(x).to(dev)  # noqa: E731
-        return {"obs": to(obs_buf), "actions": to(actions), "rewards": to(rewards), "mu": to(mu),
-                "terminated": to(term), "truncated": to(trunc),
-                "final_idx": torch.tensor([[t, i] for t, i, _ in finals], dtype=torch.long, device=dev).reshape(-1, 2),
-                "final_obs": to(np.stack([o for _, _, o in finals]) if finals
-                                else np.zeros((0, *self.obs_space.shape), obs_buf.dtype))}
-
-    # ------------------------------------------------------------------ checkpoints
-    def _extra_state(self):
-        tensors = {"replay/sample_generator": self._sample_gen.get_state()}
-        meta = {}
-        if self.cfg.save_replay:
-            t, m = self.replay.state_dict()
-            tensors.update(t)
-            meta["replay"] = m
-        return tensors, meta
-
-    def _load_extra_state(self, tensors, meta) -> None:
-        self._sample_gen.set_state(tensors["replay/sample_generator"])
-        if "replay" in meta:
-            self.replay.load_state_dict(tensors, meta["replay"])
-
+        apply_lr_schedule(opt, self.cfg, self.env_steps, self._learn_span)
+        return update(self.nets, opt, batch, self.cfg)

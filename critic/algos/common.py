@@ -1,10 +1,16 @@
-"""Small pieces the algorithm files share (optimizer construction, LR schedule)."""
+"""Small pieces the algorithm files share: optimizer construction, the LR schedule, the on-policy
+collector, and the set-up of the deterministic-actor agents (DDPG, TD3)."""
 
 from __future__ import annotations
 
 import torch
 
+from critic.buffers.replay import ReplayBuffer
+from critic.buffers.rollout import RolloutBuffer
+from critic.collect import Collector, ReplayCollector, RolloutCollector
 from critic.config import Config, OnPolicyConfig
+from critic.modules.deterministic import DeterministicExploration, DeterministicNets
+from critic.nn import flat_dim
 from critic.optim import flatten_
 
 
@@ -28,9 +34,10 @@ def adam(params: list[torch.Tensor], lr: float, cfg: Config, eps: float = 1e-8) 
 
 
 def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps: int,
-                      span: tuple[int, int]) -> None:
-    """Linear annealing from learning_rate to 0 over the current learn() call."""
-    if cfg.lr_schedule != "linear":
+                      span: tuple[int, int] | None) -> None:
+    """Linear annealing from learning_rate to 0 over the current learn() call (``span``; None
+    outside learn(), where the rate stays as it is)."""
+    if cfg.lr_schedule != "linear" or span is None:
         return
     start, end = span
     frac = 1.0 - (env_steps - start) / max(end - start, 1)
@@ -38,15 +45,35 @@ def apply_lr_schedule(opt: torch.optim.Optimizer, cfg: OnPolicyConfig, env_steps
         g["lr"] = cfg.learning_rate * max(frac, 0.0)
 
 
+def on_policy_collector(agent, length: int, episodic: bool = False) -> Collector:
+    """The rollout collector of an on-policy agent (A2C, PPO): in this process with its own
+    envs, or, with ``backend='ray'``, ``workers`` Ray samplers whose rollouts sit side by side."""
+    cfg = agent.cfg
+    parts = cfg.workers if cfg.backend == "ray" else 1
+    buffer = RolloutBuffer(length, cfg.num_envs * parts, agent.obs_space, agent.act_space, agent.device)
+    if cfg.backend == "ray":
+        from critic.runners.ray import RaySamplingCollector, SamplerFactory
+        flat = agent.optims["main"].param_groups[0]["params"][0]
+        return RaySamplingCollector(SamplerFactory(type(agent), agent.env_spec, cfg, agent.allow_import), cfg,
+                                    buffer, params=lambda: flat)
+    return RolloutCollector(buffer, agent.nets.act, agent.nets.value, agent.env_action, agent.device, episodic)
 
-def worker_hparams(cfg: OnPolicyConfig, config_cls: type, worker_id: int, generation: int) -> dict:
-    """The config of one worker's in-process agent (A3C worker, Ray sampler): the fields of
-    ``config_cls``, its own seed (new envs after each restart), one torch thread, no backend."""
-    names = set(config_cls.field_names())
-    data = {k: v for k, v in cfg.to_dict().items() if k in names}
-    data["seed"] = cfg.seed + 1000 * (worker_id + 1) + 100_003 * generation
-    data["torch_threads"] = 1
-    data.update(backend="local", workers=1, address=None)
-    if "batch_size" in data:  # a sampler never updates; its own rollout may be smaller than the learner's
-        data["batch_size"] = min(data["batch_size"], data["n_steps"] * data["num_envs"])
-    return data
+
+def build_deterministic(agent, n_critics: int):
+    """Networks, optimizers (Adam over each flattened network), exploration and replay collector
+    of a deterministic-actor agent (TD3, DDPG)."""
+    cfg, dev = agent.cfg, agent.device
+    act_dim = flat_dim(agent.act_space)
+    nets = DeterministicNets(agent.obs_space, act_dim, cfg.hidden_sizes, cfg.activation, n_critics).to(dev)
+    optims = {
+        "actor": adam([flatten_(nets.actor.parameters())], cfg.lr_of("actor"), cfg, cfg.optim_eps),
+        "critic": adam([flatten_(nets.critic.parameters())], cfg.lr_of("critic"), cfg, cfg.optim_eps),
+    }
+    for target in (nets.actor_target, nets.critic_target):  # Polyak in one operation each
+        flatten_(target.parameters(), grads=False)
+    exploration = DeterministicExploration(nets, cfg.noise_type, cfg.action_noise, cfg.num_envs, act_dim,
+                                           agent.np_rng)
+    replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, agent.obs_space, agent.act_space, cfg.gamma,
+                          cfg.bootstrap_n, dev, optimize_memory=cfg.optimize_memory)
+    collector = ReplayCollector(replay, cfg, agent.act_space, dev, exploration.explore, exploration.episode_end)
+    return nets, optims, exploration, collector

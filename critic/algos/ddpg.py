@@ -6,19 +6,25 @@ actions: the Keras DDPG example's algorithm with the terminal mask it forgot.
     L_mu = -E[Q(s, mu(s))]
 Both targets follow by Polyak averaging with rate ``tau`` after every step. The actor is a
 tanh MLP in [-1, 1] (rescaled to the Box), last layer initialised in +-3e-3; exploration adds
-Gaussian or Ornstein-Uhlenbeck noise. Networks, exploration and checkpoints are TD3's: DDPG is
-TD3 without the twin critic, the target smoothing and the delay.
+Gaussian or Ornstein-Uhlenbeck noise. The networks (one critic), exploration and replay
+collector are ``modules/deterministic.py``'s and ``critic.collect``'s, which TD3 uses too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 from torch import Tensor
 
-from critic.algos.td3 import TD3, DeterministicConfig, TD3Nets
-from critic.modules.target import polyak_update
+from critic.agent import Agent
+from critic.algos.common import build_deterministic
+from critic.config import DeterministicConfig
+from critic.losses.actor import deterministic_actor_loss
+from critic.losses.q import q_regression_loss, td_target
+from critic.modules.deterministic import DeterministicNets
+from critic.modules.target import frozen, polyak_update
 from critic.optim import backward_step
 
 
@@ -27,30 +33,42 @@ class DDPGConfig(DeterministicConfig):
     pass
 
 
-def update(nets: TD3Nets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+def update(nets: DeterministicNets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor]
+           ) -> dict[str, Tensor]:
+    """One critic step and one actor step (the agent then moves both targets)."""
     obs, act, rew, next_obs, disc = (batch[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
     with torch.no_grad():
-        y = rew + disc * nets.critic_target.member(0, next_obs, nets.mu(next_obs, target=True))
-    critic_loss = 0.5 * (nets.critic.member(0, obs, act) - y).square().mean()
+        y = td_target(rew, disc, nets.critic_target.member(0, next_obs, nets.mu(next_obs, target=True)))
+    critic_loss = q_regression_loss(nets.critic.member(0, obs, act)[None], y)
     backward_step(opts["critic"], critic_loss, None)
-    nets.critic.requires_grad_(False)  # no critic weight gradients in the actor step
-    actor_loss = -nets.critic.member(0, obs, nets.mu(obs)).mean()
-    backward_step(opts["actor"], actor_loss, None)
-    nets.critic.requires_grad_(True)
+    with frozen(nets.critic):  # the actor's gradient reaches the actions, not the critic's weights
+        actor_loss = deterministic_actor_loss(nets.critic.member(0, obs, nets.mu(obs)))
+        backward_step(opts["actor"], actor_loss, None)
     return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach()}
 
 
-class DDPG(TD3):
+class DDPG(Agent):
     """``critic.DDPG(env, **hparams)``: DDPG for Box action spaces."""
 
     algo = "ddpg"
     config_cls = DDPGConfig
+    allowed_actions = (gym.spaces.Box,)
 
-    def _n_critics(self) -> int:
-        return 1
+    def _build(self) -> None:
+        self.nets, self.optims, self.exploration, self.collector = build_deterministic(self, n_critics=1)
+        self.env_action = self.collector.to_env
 
-    def _update(self) -> dict[str, Tensor]:
-        metrics = update(self.nets, self.optims, self._sample())
+    def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        metrics = update(self.nets, self.optims, batch)
         polyak_update(self.nets.critic, self.nets.critic_target, self.cfg.tau)
         polyak_update(self.nets.actor, self.nets.actor_target, self.cfg.tau)
         return metrics
+
+    def _policy(self, obs: Tensor, deterministic: bool) -> Tensor:
+        return self.exploration.act(obs, deterministic)
+
+    def _extra_state(self):
+        return self.exploration.state()
+
+    def _load_extra_state(self, tensors, meta) -> None:
+        self.exploration.load_state(tensors, meta)

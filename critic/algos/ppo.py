@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, make_optimizer
-from critic.config import OnPolicyConfig, check, check_choice
+from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
+from critic.config import OnPolicyConfig, check, check_choice, check_sampling_workers
 from critic.distributions import kl_divergence, make_dist
 from critic.optim import backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
 from critic.modules.policies import ActorCriticNet
-from critic.returns import gae
+from critic.returns import gae, standardize
 
 
 @dataclass(kw_only=True)
@@ -86,6 +86,7 @@ class PPOConfig(OnPolicyConfig):
         check(self.kl_cutoff_coef >= 0, "kl_cutoff_coef", self.kl_cutoff_coef, "a number >= 0")
         check(self.clip_vf is None or self.clip_vf > 0, "clip_vf", self.clip_vf, "a number > 0 or none")
         check(self.target_kl is None or self.target_kl > 0, "target_kl", self.target_kl, "a number > 0 or none")
+        check_sampling_workers(self)
 
 
 def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
@@ -94,7 +95,7 @@ def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[st
                    old_log_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     adv = mb["adv"]
     if normalize and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = standardize(adv)
     params, values = nets(mb["obs"])
     dist = nets.dist(params)
     logp = dist.log_prob(mb["actions"])
@@ -141,7 +142,7 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
     bs = cfg.batch_size
     whole = bs >= B  # one minibatch per epoch: shuffling changes nothing, normalise once
     if whole and cfg.normalize_advantage and B > 1:
-        data["adv"] = (data["adv"] - data["adv"].mean()) / (data["adv"].std() + 1e-8)
+        data["adv"] = standardize(data["adv"])
     starts = [0] if whole else list(range(0, B, bs))  # the last minibatch may be smaller (as in SB3)
     metrics: dict[str, torch.Tensor] = {}
     for epoch in range(cfg.n_epochs):
@@ -176,20 +177,23 @@ class PPO(Agent):
                                    cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         self.kl_coef = torch.tensor(float(cfg.kl_coef), device=self.device) if cfg.kl_penalty != "none" else None
+        self.collector = on_policy_collector(self, cfg.n_steps)
 
     def clip_range(self) -> float | None:
         """The clipping range of the next update (``clip_schedule``), None when unclipped."""
         cfg = self.cfg
         if cfg.clip_eps is None or cfg.clip_schedule == "constant":
             return cfg.clip_eps
+        if not cfg.clip_schedule_steps and self._learn_span is None:
+            return cfg.clip_eps  # outside learn(): the schedule has no span to run over
         start, end = (0, cfg.clip_schedule_steps) if cfg.clip_schedule_steps else self._learn_span
         return cfg.clip_eps * max(0.0, 1.0 - (self.env_steps - start) / max(end - start, 1))
 
-    def _update(self) -> dict[str, torch.Tensor]:
+    def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, opt = self.cfg, self.optims["main"]
         apply_lr_schedule(opt, cfg, self.env_steps, self._learn_span)
         clip = self.clip_range()
-        metrics = update(self.nets, opt, self.buffer.view(), cfg, clip, self.kl_coef)
+        metrics = update(self.nets, opt, batch, cfg, clip, self.kl_coef)
         if clip is not None and cfg.clip_schedule != "constant":
             metrics["train/clip_range"] = torch.tensor(clip)
         if self.kl_coef is not None:

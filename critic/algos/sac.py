@@ -31,14 +31,16 @@ from torch import Tensor, nn
 
 from critic.agent import Agent
 from critic.algos.common import adam
+from critic.buffers.replay import ReplayBuffer
+from critic.collect import ReplayCollector
 from critic.config import ConfigError, OffPolicyConfig, check
-from critic.distributions import Categorical, TanhGaussian
+from critic.distributions import LOG_STD_MAX, LOG_STD_MIN, Categorical, TanhGaussian
+from critic.losses.actor import soft_actor_loss, soft_value, temperature_loss
+from critic.losses.q import q_regression_loss, td_target
 from critic.modules.critics import QEnsemble
-from critic.modules.target import freeze, polyak_update
+from critic.modules.target import freeze, frozen, polyak_update
 from critic.nn import encoder_for, flat_dim, is_image_space, mlp
 from critic.optim import backward_step, flatten_, step_
-
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 @dataclass(kw_only=True)
@@ -106,18 +108,14 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
         return _update_discrete(nets, opts, obs, act, rew, next_obs, disc, alpha, cfg, target_entropy)
     with torch.no_grad():
         a2, logp2 = nets.dist(next_obs).rsample_with_log_prob()
-        q_next = nets.critic_target(next_obs, a2).min(0).values - alpha * logp2
-        y = rew + disc * q_next
-    q = nets.critic(obs, act)
-    critic_loss = 0.5 * (q - y).square().mean(1).sum()
+        y = td_target(rew, disc, soft_value(alpha, logp2, nets.critic_target(next_obs, a2).min(0).values))
+    critic_loss = q_regression_loss(nets.critic(obs, act), y)
     backward_step(opts["critic"], critic_loss, None)
 
-    # Actor step: the critic's weights get no gradient (they are not needed and cost a pass).
-    nets.critic.requires_grad_(False)
-    a_pi, logp = nets.dist(obs).rsample_with_log_prob()
-    actor_loss = (alpha * logp - nets.critic(obs, a_pi).min(0).values).mean()
-    backward_step(opts["actor"], actor_loss, None)
-    nets.critic.requires_grad_(True)
+    with frozen(nets.critic):  # the actor's gradient reaches the actions, not the critic's weights
+        a_pi, logp = nets.dist(obs).rsample_with_log_prob()
+        actor_loss = soft_actor_loss(alpha, logp, nets.critic(obs, a_pi).min(0).values)
+        backward_step(opts["actor"], actor_loss, None)
 
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
     if cfg.ent_coef is None:
@@ -127,12 +125,8 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
 
 
 def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tensor:
-    """One step on L_alpha = -log_alpha * gap, gap = E[log pi] + target_entropy (or the
-    expected negative entropy for discrete actions): its gradient is -gap, set directly
-    rather than through autograd (a scalar; the backward pass would cost more than the step)."""
-    with torch.no_grad():
-        loss = -nets.log_alpha * gap
-    nets.log_alpha.grad = -gap
+    """One step on the temperature loss, its gradient set by hand (``losses.actor.temperature_loss``)."""
+    loss, nets.log_alpha.grad = temperature_loss(nets.log_alpha, gap)
     step_(opt)
     return loss
 
@@ -142,11 +136,10 @@ def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs:
                      target_entropy: float) -> dict[str, Tensor]:
     with torch.no_grad():
         d2 = nets.dist(next_obs)
-        v_next = (d2.probs * (nets.critic_target(next_obs).min(0).values - alpha * d2.logits)).sum(-1)
-        y = rew + disc * v_next
+        y = td_target(rew, disc, soft_value(alpha, d2.logits, nets.critic_target(next_obs).min(0).values, d2.probs))
     q_all = nets.critic(obs)  # [E, B, |A|]: one critic pass serves both losses
     q = q_all.gather(-1, act.long().view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
-    critic_loss = 0.5 * (q - y).square().mean(1).sum()
+    critic_loss = q_regression_loss(q, y)
     backward_step(opts["critic"], critic_loss, None)
 
     # The actor loss needs Q's values only (no gradient through Q): the values of the same
@@ -154,7 +147,7 @@ def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs:
     q_pi = q_all.detach().min(0).values
     d = nets.dist(obs)
     probs, logp = d.probs, d.logits
-    actor_loss = (probs * (alpha * logp - q_pi)).sum(-1).mean()
+    actor_loss = soft_actor_loss(alpha, logp, q_pi, probs)
     backward_step(opts["actor"], actor_loss, None)
 
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
@@ -171,7 +164,6 @@ class SAC(Agent):
 
     algo = "sac"
     config_cls = SACConfig
-    storage = "replay"
     allowed_actions = (gym.spaces.Box, gym.spaces.Discrete)
 
     def _build(self) -> None:
@@ -192,9 +184,13 @@ class SAC(Agent):
             "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg, cfg.optim_eps),
         }
         flatten_(self.nets.critic_target.parameters(), grads=False)  # Polyak in one operation
+        replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
+                              cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
+        self.collector = ReplayCollector(replay, cfg, self.act_space, self.device, self._explore)
+        self.env_action = self.collector.to_env
 
-    def _update(self) -> dict[str, Tensor]:
-        return update(self.nets, self.optims, self._sample(), self.cfg, self.target_entropy)
+    def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return update(self.nets, self.optims, batch, self.cfg, self.target_entropy)
 
     def _explore(self, obs: Tensor) -> Tensor:
         return self.nets.dist(obs).sample()

@@ -34,10 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import critic.components.checkpointing as checkpointing
 from critic.components.approximators import (FunctionApproximator, GaussianPolicy, QTypeI, QTypeII,
-                                             SoftmaxPolicy, V, _Policy, _Q)
+                                             SoftmaxPolicy, V, _Policy, _QFunction)
 from critic.components.caches import NStepCache
+from critic.components.checkpointing import Parts, Slot
+from critic.losses.actor import soft_actor_loss, soft_value
 from critic.losses.pg import value_loss
+from critic.losses.q import q_regression_loss
 
 
 def _unique_params(*heads) -> list[nn.Parameter]:
@@ -58,16 +62,20 @@ def _default_policy(func: FunctionApproximator, squash: bool, **kw) -> _Policy:
     raise ValueError(f"unsupported action space {func.action_space} (allowed: Discrete, Box)")
 
 
-class _Combined:
+class _ActorCriticBase:
+    """What ActorCritic and SoftActorCritic share: heads trained together by one optimizer, an
+    n-step cache for per-step updates, target syncs and checkpoints."""
+
     policy: _Policy
     v_func: V
 
-    def _setup(self, heads, value_loss_weight: float) -> None:
+    def _init_joint_update(self, heads: dict[str, _Policy | V | _QFunction], value_loss_weight: float) -> None:
+        """``heads``: role (the attribute naming the head) -> head."""
         if not value_loss_weight >= 0:
             raise ValueError(f"invalid value for 'value_loss_weight': {value_loss_weight!r} (allowed: >= 0)")
         self.value_loss_weight = float(value_loss_weight)
         self._heads = heads
-        self.optimizer = self.policy.func.make_optimizer(_unique_params(*heads))
+        self.optimizer = self.policy.func.make_optimizer(_unique_params(*heads.values()))
         self.cache = NStepCache(None, self.v_func.bootstrap_n, self.v_func.gamma)
 
     def __call__(self, s):
@@ -95,7 +103,7 @@ class _Combined:
         return out
 
     def sync_target_model(self, tau: float = 1.0) -> None:
-        for h in self._heads:
+        for h in self._heads.values():
             h.sync_target_model(tau)
 
     def _step(self, loss: Tensor) -> None:
@@ -108,18 +116,22 @@ class _Combined:
         state, the policy's sampling generator, the n-step caches' pending transitions, the torch /
         Python / NumPy RNG states (and ``np_rng``'s, if given). A folder gets ``agent.safetensors``.
         Returns the file's path. See :mod:`critic.components.checkpointing`."""
-        from critic.components.checkpointing import save
-        return save(self, path, np_rng)
+        return checkpointing.save(self._checkpoint_parts(), path, np_rng)
 
     def load(self, path, np_rng: np.random.Generator | None = None) -> None:
         """Restore :meth:`save`'s checkpoint into this object, built the same way (same classes,
         shapes, shared bodies, optimizer). Checks everything first: on any mismatch it raises
         :class:`critic.CheckpointError` naming the file and the difference and changes nothing."""
-        from critic.components.checkpointing import load
-        load(self, path, np_rng)
+        checkpointing.load(self._checkpoint_parts(), path, np_rng)
+
+    def _checkpoint_parts(self) -> Parts:
+        """Every head by role, the joint optimizer, the n-step cache (see critic.components.checkpointing)."""
+        return Parts(type(self).__name__, {role: h._checkpoint_head() for role, h in self._heads.items()},
+                     optimizers={"optimizer": Slot(self, "optimizer")}, caches={"cache": Slot(self, "cache")},
+                     settings={"value_loss_weight": self.value_loss_weight})
 
 
-class ActorCritic(_Combined):
+class ActorCritic(_ActorCriticBase):
     """``ActorCritic(policy, v_func, value_loss_weight=1.0)``: an updateable policy and a state
     value function trained together (the observation batch goes through each head once)."""
 
@@ -129,7 +141,7 @@ class ActorCritic(_Combined):
         if not isinstance(v_func, V):
             raise TypeError(f"v_func must be a V, got {type(v_func).__name__}")
         self.policy, self.v_func = policy, v_func
-        self._setup((policy, v_func), value_loss_weight)
+        self._init_joint_update({"policy": policy, "v_func": v_func}, value_loss_weight)
 
     @classmethod
     def from_func(cls, function_approximator: FunctionApproximator, gamma: float = 0.9, bootstrap_n: int = 1,
@@ -155,22 +167,24 @@ class ActorCritic(_Combined):
         return {**{k: t.item() for k, t in metrics.items()}, "value/loss": vl.item(), "loss": loss.item()}
 
 
-class SoftActorCritic(_Combined):
+class SoftActorCritic(_ActorCriticBase):
     """``SoftActorCritic(policy, v_func, q_func1, q_func2, value_loss_weight=1.0)``: SAC with a
     state-value critic; ``policy.entropy_beta`` is the temperature alpha."""
 
-    def __init__(self, policy: _Policy, v_func: V, q_func1: _Q, q_func2: _Q, value_loss_weight: float = 1.0):
+    def __init__(self, policy: _Policy, v_func: V, q_func1: _QFunction, q_func2: _QFunction,
+                 value_loss_weight: float = 1.0):
         if not isinstance(policy, _Policy):
             raise TypeError(f"policy must be a SoftmaxPolicy or GaussianPolicy, got {type(policy).__name__}")
         if not isinstance(v_func, V):
             raise TypeError(f"v_func must be a V, got {type(v_func).__name__}")
         for name, q in (("q_func1", q_func1), ("q_func2", q_func2)):
-            if not isinstance(q, _Q):
+            if not isinstance(q, _QFunction):
                 raise TypeError(f"{name} must be a QTypeI or QTypeII, got {type(q).__name__}")
             if isinstance(policy, GaussianPolicy) and not isinstance(q, QTypeI):
                 raise ValueError(f"{name}: continuous actions need type-I Q functions")
         self.policy, self.v_func, self.q_func1, self.q_func2 = policy, v_func, q_func1, q_func2
-        self._setup((policy, v_func, q_func1, q_func2), value_loss_weight)
+        self._init_joint_update({"policy": policy, "v_func": v_func, "q_func1": q_func1, "q_func2": q_func2},
+                                value_loss_weight)
         if isinstance(policy, GaussianPolicy) and not policy.squash:  # the Box, to clip sampled actions
             space, dev = policy.func.action_space, policy.func.device
             self._low, self._high = (torch.as_tensor(np.asarray(b, np.float32).reshape(-1), device=dev)
@@ -197,19 +211,16 @@ class SoftActorCritic(_Combined):
         Q = QTypeII if q_type == 2 else QTypeI
         return cls(policy, v, Q(func, gamma, bootstrap_n), Q(func, gamma, bootstrap_n))
 
-    def _q_all(self, q: _Q, x: Tensor) -> Tensor:
-        return q.forward(x)  # discrete: [B, n] for either type
-
     def batch_update(self, S, A, Rn, In, S_next, A_next=None) -> dict[str, float]:
         pol, q1, q2 = self.policy, self.q_func1, self.q_func2
         alpha = pol.entropy_beta
         x, _ = pol.func.to_tensor(S)
         B = x.shape[0]
         G = self.v_func.bootstrap_target(Rn, In, S_next)
+        a = pol.policy_actions(A, B)
+        q1_loss = q_regression_loss(q1.forward(x, a)[None], G, q1.loss)  # each Q with its own loss kind
+        q2_loss = q_regression_loss(q2.forward(x, a)[None], G, q2.loss)
         if isinstance(pol, GaussianPolicy):
-            a = pol.policy_actions(A, B)
-            q1_loss, _ = value_loss(q1.forward(x, a), G, q1.loss)
-            q2_loss, _ = value_loss(q2.forward(x, a), G, q2.loss)
             if pol.squash:
                 a_pi, logp = pol.dist(x).rsample_with_log_prob()
             else:  # keras-gym's: the plain Gaussian's log pi; the Q functions see the executed (clipped) action
@@ -217,19 +228,16 @@ class SoftActorCritic(_Combined):
                 u = d.rsample()
                 a_pi, logp = torch.clamp(u, self._low, self._high), d.log_prob(u)
             q_pi = torch.minimum(_frozen_q(q1, x, a_pi), _frozen_q(q2, x, a_pi))
-            policy_loss = (alpha * logp - q_pi).mean()
-            v_target = (q_pi - alpha * logp).detach()
+            policy_loss = soft_actor_loss(alpha, logp, q_pi)
+            v_target = soft_value(alpha, logp, q_pi).detach()
             entropy = -logp.detach().mean()
-        else:
-            a = pol.policy_actions(A, B)
-            q1_loss, _ = value_loss(q1.forward(x, a), G, q1.loss)
-            q2_loss, _ = value_loss(q2.forward(x, a), G, q2.loss)
+        else:  # exact expectations over the discrete actions
             d = pol.dist(x)
             probs, logp = d.probs, d.logits
             with torch.no_grad():
-                q_min = torch.minimum(self._q_all(q1, x), self._q_all(q2, x))
-            policy_loss = (probs * (alpha * logp - q_min)).sum(-1).mean()
-            v_target = (probs * (q_min - alpha * logp)).sum(-1).detach()
+                q_min = torch.minimum(q1.forward(x), q2.forward(x))  # [B, n] for either Q type
+            policy_loss = soft_actor_loss(alpha, logp, q_min, probs)
+            v_target = soft_value(alpha, logp, q_min, probs).detach()
             entropy = -(probs * logp).sum(-1).detach().mean()
         v_loss, _ = value_loss(self.v_func.forward(x), v_target, self.v_func.loss)
         loss = policy_loss + self.value_loss_weight * (v_loss + q1_loss + q2_loss)

@@ -16,6 +16,7 @@ Distributions, losses and target updates are the agents' own (``critic.distribut
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -23,18 +24,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from critic.distributions import Categorical, DiagGaussian, TanhGaussian
-from critic.losses.pg import UPDATE_STRATEGIES
+import critic.components.checkpointing as checkpointing
+from critic.components.caches import NStepCache
+from critic.components.checkpointing import HeadParts, Parts, Slot
+from critic.distributions import LOG_STD_MAX, LOG_STD_MIN, Categorical, DiagGaussian, TanhGaussian
+from critic.envs.make import make_env
+from critic.envs.spaces import space_to_dict
+from critic.losses.pg import UPDATE_STRATEGIES, entropy_loss, policy_loss, value_loss
 from critic.modules.actions import BoxScaler
 from critic.modules.target import freeze, polyak_update
 from critic.nn import encoder_for, is_image_space, mlp, set_cpu_threads
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+# constructor settings a checkpoint records for reference (where a head has them)
+_SETTINGS = ("gamma", "bootstrap_n", "bootstrap_with_target_model", "loss", "update_strategy", "ppo_clip_eps",
+             "entropy_beta")
 
 
-def _spaces(env) -> tuple[gym.Space, gym.Space]:
+def _spaces_of(env) -> tuple[gym.Space, gym.Space]:
     if isinstance(env, str):
-        from critic.envs.make import make_env
         e = make_env(env)
         spaces = (e.observation_space, e.action_space)
         e.close()
@@ -72,7 +79,7 @@ class FunctionApproximator:
         if optimizer not in ("adam", "rmsprop", "sgd"):
             raise ValueError(f"invalid value for 'optimizer': {optimizer!r} (allowed: adam, rmsprop, sgd)")
         self.env = env if isinstance(env, gym.Env) else None
-        self.observation_space, self.action_space = _spaces(env)
+        self.observation_space, self.action_space = _spaces_of(env)
         self.lr, self.optimizer_name, self.device = float(lr), optimizer, torch.device(device)
         if not isinstance(torch_threads, (int, np.integer)) or torch_threads < 0:
             raise ValueError(f"invalid value for 'torch_threads': {torch_threads!r} (allowed: an integer >= 0, 0 = auto)")
@@ -226,14 +233,36 @@ class _Head(nn.Module):
         """Write this head alone (online and target weights, its own optimizer if built, sampling
         generator, cache, RNG states; ``np_rng`` too if given) to a checkpoint file; returns its path.
         See :mod:`critic.components.checkpointing`."""
-        from critic.components.checkpointing import save
-        return save(self, path, np_rng)
+        return checkpointing.save(self._checkpoint_parts(), path, np_rng)
 
     def load(self, path, np_rng: np.random.Generator | None = None) -> None:
         """Restore :meth:`save`'s checkpoint into this head, built the same way; raises
         :class:`critic.CheckpointError` (and changes nothing) on any mismatch."""
-        from critic.components.checkpointing import load
-        load(self, path, np_rng)
+        checkpointing.load(self._checkpoint_parts(), path, np_rng)
+
+    # what a checkpoint holds of this head (see critic.components.checkpointing)
+    def _checkpoint_description(self) -> dict[str, Any]:
+        """What a checkpoint must match to load into this head (with its tensors' shapes and dtypes)."""
+        spaces = {"observation": _space_description(self.func.observation_space),
+                  "action": _space_description(self.func.action_space)}
+        return {"class": type(self).__name__, "optimizer": self.func.optimizer_name, "spaces": spaces}
+
+    def _checkpoint_head(self) -> HeadParts:
+        settings = {k: vars(self)[k] for k in _SETTINGS if k in vars(self)}
+        return HeadParts(module=self, body=self.body, description=self._checkpoint_description(),
+                         settings={**settings, "lr": self.func.lr},
+                         optimizer=Slot(self, "_optimizer", lambda: self.func.make_optimizer(self.online_parameters())))
+
+    def _checkpoint_parts(self) -> Parts:
+        """This head saved on its own."""
+        return Parts(type(self).__name__, {checkpointing.SINGLE: self._checkpoint_head()})
+
+
+def _space_description(space: gym.Space) -> Any:
+    try:
+        return space_to_dict(space)
+    except TypeError:
+        return repr(space)
 
 
 # ----------------------------------------------------------------------------- value functions
@@ -276,7 +305,6 @@ class V(_Head):
             torch.as_tensor(np.asarray(In), dtype=torch.float32, device=dev) * v_next
 
     def batch_update(self, S, Rn, In, S_next) -> dict[str, float]:
-        from critic.losses.pg import value_loss
         x, _ = self.func.to_tensor(S)
         G = self.bootstrap_target(Rn, In, S_next)
         loss, _ = value_loss(self.forward(x), G, self.loss)
@@ -284,9 +312,8 @@ class V(_Head):
         return {"value/loss": loss.item()}
 
     def update(self, s, r: float, done: bool, truncated: bool = False, s_next=None) -> dict[str, float] | None:
-        from critic.components.caches import NStepCache
         if self._cache is None:
-            self._cache = NStepCache(None, self.bootstrap_n, self.gamma)
+            self._cache = self._new_cache()
         self._cache.add(s, 0, r, done, truncated, s_next)
         out = None
         while self._cache:
@@ -294,8 +321,14 @@ class V(_Head):
             out = self.batch_update(S, Rn, In, S_next)
         return out
 
+    def _new_cache(self) -> NStepCache:
+        return NStepCache(None, self.bootstrap_n, self.gamma)
 
-class _Q(_Head):
+    def _checkpoint_head(self) -> HeadParts:
+        return dataclasses.replace(super()._checkpoint_head(), cache=Slot(self, "_cache", self._new_cache))
+
+
+class _QFunction(_Head):
     def __init__(self, func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model, loss, hidden=0):
         super().__init__(func, out_dim, extra_in, gamma, bootstrap_n, bootstrap_with_target_model, hidden)
         if loss not in ("mse", "huber"):
@@ -324,7 +357,7 @@ class _Q(_Head):
             return self.forward(x, None if A is None else self._actions(A, x.shape[0]), use_target_model).cpu().numpy()
 
 
-class QTypeI(_Q):
+class QTypeI(_QFunction):
     """Type-I Q(s, a) -> one value: the action (one-hot for Discrete spaces) joins the body's
     state features in a head with one hidden ReLU layer (as wide as the features), so Q can
     be non-linear in the action (a linear head would make the greedy action always a bound
@@ -350,7 +383,7 @@ class QTypeI(_Q):
         return self.out(torch.cat([f, a_in], -1), target).squeeze(-1)
 
 
-class QTypeII(_Q):
+class QTypeII(_QFunction):
     """Type-II Q(s) -> one value per discrete action; ``q(s, a)`` picks one."""
 
     def __init__(self, func: FunctionApproximator, gamma: float = 0.9, bootstrap_n: int = 1,
@@ -414,7 +447,6 @@ class _Policy(_Head):
 
     def loss(self, x: Tensor, A: Tensor, adv: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Policy loss of the update strategy plus ``entropy_beta`` times the entropy loss."""
-        from critic.losses.pg import entropy_loss, policy_loss
         d = self.dist(x)
         old_logp = None
         if self.update_strategy == "ppo" or callable(self.update_strategy):
@@ -434,6 +466,9 @@ class _Policy(_Head):
 
     def update(self, s, a, advantage: float) -> dict[str, float]:
         return self.batch_update(np.asarray(s)[None], np.asarray(a)[None], np.asarray([advantage]))
+
+    def _checkpoint_head(self) -> HeadParts:
+        return dataclasses.replace(super()._checkpoint_head(), generator=self.generator)
 
 
 class SoftmaxPolicy(_Policy):
@@ -491,6 +526,9 @@ class GaussianPolicy(_Policy):
         mean, log_std = out.chunk(2, -1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         return TanhGaussian(mean, log_std) if self.squash else DiagGaussian(mean, log_std)
+
+    def _checkpoint_description(self) -> dict[str, Any]:
+        return {**super()._checkpoint_description(), "squash": self.squash}
 
     def params(self, out: Tensor) -> Tensor:
         mean, log_std = out.chunk(2, -1)

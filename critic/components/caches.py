@@ -61,6 +61,20 @@ class NStepCache:
             self._ended = True
             self._final = np.asarray(s_next) if s_next is not None else np.asarray(s)
 
+    def get_state(self) -> dict[str, Any]:
+        """The pending transitions, for a checkpoint: observations and actions (arrays), rewards,
+        termination and truncation flags, whether the episode ended, and its final observation
+        (None while it runs)."""
+        return {"s": list(self._s), "a": list(self._a), "r": list(self._r), "term": list(self._term),
+                "trunc": list(self._trunc), "ended": self._ended, "final": self._final}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replace the pending transitions with ``state`` (:meth:`get_state`'s form)."""
+        self.reset()
+        self._s, self._a = list(state["s"]), list(state["a"])
+        self._r, self._term, self._trunc = list(state["r"]), list(state["term"]), list(state["trunc"])
+        self._ended, self._final = state["ended"], state["final"]
+
     def _ready(self) -> int:
         return len(self._r) if self._ended else max(0, len(self._r) - self.n)
 

@@ -39,7 +39,7 @@ class NotRestorable(Exception):
 
 # ----------------------------------------------------------------------------- values
 
-def _encode(v: Any, where: str) -> Any:
+def encode_value(v: Any, where: str) -> Any:
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int) and not isinstance(v, bool):
@@ -53,26 +53,26 @@ def _encode(v: Any, where: str) -> Any:
     if isinstance(v, np.generic):
         return {"t": "np", "dtype": v.dtype.str, "hex": v.tobytes().hex()}
     if isinstance(v, np.random.Generator):
-        return {"t": "gen", "state": _encode(v.bit_generator.state, where)}
+        return {"t": "gen", "state": encode_value(v.bit_generator.state, where)}
     if isinstance(v, np.random.RandomState):
-        return {"t": "rs", "state": _encode(v.get_state(legacy=False), where)}
+        return {"t": "rs", "state": encode_value(v.get_state(legacy=False), where)}
     if isinstance(v, gym.Space):
         rng = v._np_random  # None until first used
-        return {"t": "space", "rng": None if rng is None else _encode(rng.bit_generator.state, where)}
+        return {"t": "space", "rng": None if rng is None else encode_value(rng.bit_generator.state, where)}
     if isinstance(v, deque):
-        return {"t": "deque", "maxlen": v.maxlen, "items": [_encode(x, where) for x in v]}
+        return {"t": "deque", "maxlen": v.maxlen, "items": [encode_value(x, where) for x in v]}
     if isinstance(v, tuple):
-        return {"t": "tuple", "items": [_encode(x, where) for x in v]}
+        return {"t": "tuple", "items": [encode_value(x, where) for x in v]}
     if isinstance(v, list):
-        return {"t": "list", "items": [_encode(x, where) for x in v]}
+        return {"t": "list", "items": [encode_value(x, where) for x in v]}
     if isinstance(v, dict):
         if not all(isinstance(k, str) for k in v):
             raise NotRestorable(f"{where} is a dict with non-string keys")
-        return {"t": "dict", "items": {k: _encode(x, f"{where}[{k!r}]") for k, x in v.items()}}
+        return {"t": "dict", "items": {k: encode_value(x, f"{where}[{k!r}]") for k, x in v.items()}}
     raise NotRestorable(f"{where} is a {type(v).__module__}.{type(v).__qualname__}")
 
 
-def _decode(d: Any, current: Any = None) -> Any:
+def decode_value(d: Any, current: Any = None) -> Any:
     """A value from its encoding; Generators and spaces are restored *into* ``current``."""
     if d is None or isinstance(d, (bool, str, int)):
         return d
@@ -84,29 +84,29 @@ def _decode(d: Any, current: Any = None) -> Any:
     if t == "np":
         return np.frombuffer(bytes.fromhex(d["hex"]), dtype=_plain_dtype(d["dtype"]))[0]
     if t == "gen":
-        state = _decode(d["state"])
+        state = decode_value(d["state"])
         gen = current if isinstance(current, np.random.Generator) else _new_generator(state["bit_generator"])
         gen.bit_generator.state = state
         return gen
     if t == "rs":
         rs = current if isinstance(current, np.random.RandomState) else np.random.RandomState()
-        rs.set_state(_decode(d["state"]))
+        rs.set_state(decode_value(d["state"]))
         return rs
     if t == "space":
         if not isinstance(current, gym.Space):
             raise NotRestorable("a space in the checkpoint is not a space in this env")
         if d["rng"] is not None:
-            state = _decode(d["rng"])
+            state = decode_value(d["rng"])
             current.np_random.bit_generator.state = state
         return current
     if t == "deque":
-        return deque((_decode(x) for x in d["items"]), maxlen=d["maxlen"])
+        return deque((decode_value(x) for x in d["items"]), maxlen=d["maxlen"])
     if t == "tuple":
-        return tuple(_decode(x) for x in d["items"])
+        return tuple(decode_value(x) for x in d["items"])
     if t == "list":
-        return [_decode(x) for x in d["items"]]
+        return [decode_value(x) for x in d["items"]]
     if t == "dict":
-        return {k: _decode(x) for k, x in d["items"].items()}
+        return {k: decode_value(x) for k, x in d["items"].items()}
     raise NotRestorable(f"unknown value tag {t!r}")
 
 
@@ -159,19 +159,19 @@ def _mujoco_state(data: Any, model: Any) -> dict:
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
     buf = np.empty(mujoco.mj_stateSize(model, spec), dtype=np.float64)
     mujoco.mj_getState(model, data, buf, spec)
-    return {"t": "mjdata", "state": _encode(buf, "MjData"),
-            "arrays": {k: _encode(v, f"MjData.{k}") for k, v in _mujoco_arrays(data).items()}}
+    return {"t": "mjdata", "state": encode_value(buf, "MjData"),
+            "arrays": {k: encode_value(v, f"MjData.{k}") for k, v in _mujoco_arrays(data).items()}}
 
 
 def _set_mujoco_state(data: Any, model: Any, enc: dict) -> None:
     import mujoco
 
-    buf = _decode(enc["state"])
+    buf = decode_value(enc["state"])
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
     if buf.size != mujoco.mj_stateSize(model, spec):
         raise NotRestorable("the MuJoCo state size differs (another model)")
     arrays = _mujoco_arrays(data)
-    saved = {k: _decode(v) for k, v in enc["arrays"].items()}
+    saved = {k: decode_value(v) for k, v in enc["arrays"].items()}
     mujoco.mj_setState(model, data, buf, spec)
     for k, v in saved.items():
         # Arrays sized by the model are restored; those sized by the last step's contacts and
@@ -182,7 +182,7 @@ def _set_mujoco_state(data: Any, model: Any, enc: dict) -> None:
 
 def _layer_state(layer: Any, name: str) -> dict:
     if hasattr(type(layer), "get_state") and hasattr(type(layer), "set_state") and not isinstance(layer, gym.Wrapper):
-        return {"class": type(layer).__qualname__, "custom": _encode(layer.get_state(), f"{name}.get_state()")}
+        return {"class": type(layer).__qualname__, "custom": encode_value(layer.get_state(), f"{name}.get_state()")}
     attrs = {}
     try:
         items = list(vars(layer).items())
@@ -202,7 +202,7 @@ def _layer_state(layer: Any, name: str) -> dict:
         if type(v).__name__ == "ALEInterface":  # the Atari emulator, RNG included (sticky actions)
             attrs[k] = {"t": "ale", "hex": v.cloneState(include_rng=True).serialize().hex()}
             continue
-        attrs[k] = _encode(v, f"{name}.{k}")
+        attrs[k] = encode_value(v, f"{name}.{k}")
     return {"class": type(layer).__qualname__, "attrs": attrs}
 
 
@@ -210,7 +210,7 @@ def _set_layer_state(layer: Any, st: dict, name: str) -> None:
     if st["class"] != type(layer).__qualname__:
         raise NotRestorable(f"{name} is a {type(layer).__qualname__}, the checkpoint's was a {st['class']}")
     if "custom" in st:
-        layer.set_state(_decode(st["custom"]))
+        layer.set_state(decode_value(st["custom"]))
         return
     for k, enc in st["attrs"].items():
         declared = getattr(type(layer), k, None)
@@ -229,7 +229,7 @@ def _set_layer_state(layer: Any, st: dict, name: str) -> None:
         elif isinstance(enc, dict) and enc.get("t") == "mjdata":
             _set_mujoco_state(current, layer.model, enc)
         else:
-            value = _decode(enc, current)
+            value = decode_value(enc, current)
             if value is not current:
                 vars(layer)[k] = value  # the instance attribute itself, never a property setter
 

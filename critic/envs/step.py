@@ -48,14 +48,14 @@ class EnvStepper:
         self.num_envs = venv.num_envs
         self.env_steps = 0
         self._float_obs = np.issubdtype(venv.single_observation_space.dtype, np.floating)
-        self._ep_ret = np.zeros(self.num_envs, dtype=np.float64)
-        self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
+        self.ep_ret = np.zeros(self.num_envs, dtype=np.float64)
+        self.ep_len = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
         obs, _ = self.venv.reset(seed=seeds)
-        self._ep_ret[:] = 0
-        self._ep_len[:] = 0
+        self.ep_ret[:] = 0
+        self.ep_len[:] = 0
         self._check_obs(obs, "reset")
         return obs
 
@@ -69,8 +69,8 @@ class EnvStepper:
             i = int(np.flatnonzero(~np.isfinite(reward))[0])
             raise EnvError(f"sub-env {i} returned a non-finite reward ({reward[i]}) at env step {self.env_steps}")
         self._check_obs(obs, "step")
-        self._ep_ret += reward
-        self._ep_len += 1
+        self.ep_ret += reward
+        self.ep_len += 1
         done = terminated | truncated
         next_obs = obs
         step = Step(obs, obs, reward, terminated, truncated)
@@ -83,17 +83,17 @@ class EnvStepper:
                 next_obs[i] = info["final_obs"][i]
             self._check_obs(next_obs, "step (final observation)")
             step.next_obs = next_obs
-            ended, returns = done, self._ep_ret
+            ended, returns = done, self.ep_ret
             final_info = info.get("final_info")
             if final_info is not None and "episode_score" in final_info:
                 has = np.asarray(final_info["_episode_score"], dtype=bool) & done
                 score = np.asarray(final_info["episode_score"], dtype=np.float64)
                 ended = done & ~(has & np.isnan(score))  # a life lost, the game goes on
-                returns = np.where(has, score, self._ep_ret)
+                returns = np.where(has, score, self.ep_ret)
             step.episode_returns = returns[ended].tolist()
-            step.episode_lengths = self._ep_len[ended].tolist()
-            self._ep_ret[ended] = 0
-            self._ep_len[ended] = 0
+            step.episode_lengths = self.ep_len[ended].tolist()
+            self.ep_ret[ended] = 0
+            self.ep_len[ended] = 0
         return step
 
     def _check_obs(self, obs: np.ndarray, where: str) -> None:

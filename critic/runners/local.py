@@ -38,7 +38,7 @@ import torch.multiprocessing as mp
 
 RUN, PAUSE, STOP = 0, 1, 2
 _REPORT_EVERY_S = 0.1
-_START_TIMEOUT_S = 120.0  # building a worker (imports, envs) may take a while on a loaded machine
+START_TIMEOUT_S = 120.0  # building a worker (imports, envs) may take a while on a loaded machine
 
 
 class WorkerError(RuntimeError):
@@ -279,10 +279,10 @@ class LocalRunner:
                 p.kill()
                 p.join(5)
                 cause = f"no progress for {self.timeout:g} s (hung); killed"
-            elif self.started[w] == 0 and now - self._started_at[w] > max(self.timeout, _START_TIMEOUT_S):
+            elif self.started[w] == 0 and now - self._started_at[w] > max(self.timeout, START_TIMEOUT_S):
                 p.kill()
                 p.join(5)
-                cause = f"did not start within {max(self.timeout, _START_TIMEOUT_S):g} s; killed"
+                cause = f"did not start within {max(self.timeout, START_TIMEOUT_S):g} s; killed"
             else:
                 continue
             self._restart(w, cause)

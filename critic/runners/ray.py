@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from critic.runners.local import _START_TIMEOUT_S, WorkerError
+from critic.buffers.rollout import RolloutBuffer
+from critic.collect.base import Collector
+from critic.config import worker_hparams
+from critic.runners.local import START_TIMEOUT_S, WorkerError
 
 _SLICE_S = 0.2
 _LOCAL_OBJECT_STORE = 200 * 1024**2  # parameters and gradients are small; /dev/shm often is too
@@ -149,7 +152,7 @@ def _remote_classes():
             torch.set_num_threads(1)
             self.agent = factory(wid, gen)
             a = self.agent
-            a._obs = a._norm_obs(a.stepper.reset(seed=a.cfg.seed), update=True)
+            a.stream.reset(seed=a.cfg.seed)
             self.flat = a.optims["main"].param_groups[0]["params"][0]
 
         def node(self) -> str:
@@ -163,9 +166,9 @@ def _remote_classes():
             with torch.no_grad():
                 self.flat.copy_(torch.from_numpy(params.copy()))  # Ray's arrays are read-only
             a = self.agent
-            a._collect_rollout()
-            buf = a.buffer
-            return {k: getattr(buf, k)[:buf.t].copy() for k in FIELDS}, a._take_finished_returns()
+            _, returns = a.collector.collect(a.stream, 0)
+            buf = a.collector.buffer
+            return {k: getattr(buf, k)[:buf.t].copy() for k in FIELDS}, returns
 
     return ParameterServer, Worker, Sampler
 
@@ -319,7 +322,7 @@ class RayA3CRunner:
                 self.fresh[w] = False
                 self.calls[w] = (ref, max(since, now - _SLICE_S))  # count from when it was built
                 since = self.calls[w][1]
-            limit = max(self.timeout, _START_TIMEOUT_S) if self.fresh[w] else self.timeout
+            limit = max(self.timeout, START_TIMEOUT_S) if self.fresh[w] else self.timeout
             if now - since > limit + _SLICE_S:
                 del self.calls[w]
                 ray.kill(self.actors[w], no_restart=True)
@@ -367,8 +370,6 @@ class SamplerFactory:
         self.agent_cls, self.env, self.cfg, self.allow_import = agent_cls, env, cfg, allow_import
 
     def __call__(self, worker_id: int, generation: int) -> Any:
-        from critic.algos.common import worker_hparams
-
         hp = worker_hparams(self.cfg, self.agent_cls.config_cls, worker_id, generation)
         return self.agent_cls(self.env, hp, allow_import=self.allow_import)
 
@@ -434,7 +435,7 @@ class RaySampler:
             now = time.time()
             for w, (ref, since) in list(calls.items()):
                 built = bool(ray.wait([self.ready[w]], timeout=0)[0])
-                limit = self.timeout if built else max(self.timeout, _START_TIMEOUT_S)
+                limit = self.timeout if built else max(self.timeout, START_TIMEOUT_S)
                 if now - since > limit:
                     self._restart(w, f"no progress for {self.timeout:g} s (hung); killed")
                     calls[w] = (self.actors[w].collect.remote(ref_params), time.time())
@@ -464,3 +465,33 @@ class RaySampler:
         if self.started_ray:
             self.ray.shutdown()
             self.started_ray = False
+
+
+class RaySamplingCollector(Collector):
+    """The rollout collector of an on-policy learner with ``backend='ray'``: each collection
+    sends the current weights to the :class:`RaySampler`'s workers (started at the first one) and
+    loads their rollouts side by side into the learner's buffer."""
+
+    envs_elsewhere = "the envs live in Ray sampling workers"
+
+    def __init__(self, factory: SamplerFactory, cfg: Any, buffer: RolloutBuffer, params: Callable[[], torch.Tensor]):
+        self.factory, self.cfg, self.buffer, self.params = factory, cfg, buffer, params
+        self.sampler: RaySampler | None = None
+
+    def collect(self, stream: Any, env_steps: int = 0) -> tuple[int, list[float]]:
+        if self.sampler is None:
+            self.sampler = RaySampler(self.factory, self.cfg)
+        parts, returns = self.sampler.collect(self.params().detach().cpu().numpy())
+        self.buffer.load_parts(parts)
+        return self.buffer.t * self.buffer.N, returns
+
+    def batches(self, env_steps: int) -> Iterator[dict[str, torch.Tensor]]:
+        yield self.buffer.view()
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        return self.buffer.view()
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
