@@ -20,25 +20,23 @@ CPU cores). Each configuration runs in its own subprocess, one torch thread per 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from common import (WorkerError, loadavg, machine_info, median, out_path, preset, run_worker, serve_worker,
+                    solve_points, until_solved, utc_date, versions_text, write_results)
 
 
 def worker(spec: dict) -> dict:
     import critic
-    from critic.cli import find_preset, read_preset
 
     if spec["part"] == "sampling":
         return sampling(spec)
     if spec["part"] == "floor":
         return floor(spec)
     backend, workers = spec["config"].split(":")
-    hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "workers": int(workers), "backend": backend,
+    hp = {**preset("a3c", "cartpole")[1]["hparams"], "workers": int(workers), "backend": backend,
           "seed": spec["seed"]}
     if backend == "ray":
         hp["address"] = spec.get("address")
@@ -55,10 +53,9 @@ def worker(spec: dict) -> dict:
             t0, s0 = marks[0]
             return {"sps": (steps_end - s0) / (t_end - t0), "startup_s": t0 - t_start, "env_steps": steps_end,
                     "restarts": agent.worker_restarts}
-        evals = agent._run["evals"]
-        agent.learn(spec["budget"], lambda a, i: not (evals and evals[-1]["mean"] >= 475),
-                    eval_every=spec["eval_every"], progress_bar=False)
-        hit = next((e for e in evals if e["mean"] >= 475), None)
+        agent.learn(spec["budget"], until_solved(475), eval_every=spec["eval_every"], progress_bar=False)
+        evals = agent.evaluations
+        hit, _ = solve_points(evals, 475)
         return {"solved_steps": hit["env_steps"] if hit else None,
                 "solved_seconds": hit["train_seconds"] if hit else None,
                 "evals": [(e["env_steps"], round(e["mean"], 1)) for e in evals]}
@@ -70,10 +67,9 @@ def sampling(spec: dict) -> dict:
     """PPO with the ``ppo_cartpole`` preset's batch (16 envs x 16 steps): in this process, or
     collected by ``workers`` Ray samplers with 16 / workers envs each."""
     import critic
-    from critic.cli import find_preset, read_preset
 
     backend, workers = spec["config"].split(":")
-    hp = dict(read_preset(find_preset("cartpole", "ppo"))["hparams"])
+    hp = dict(preset("ppo", "cartpole")[1]["hparams"])
     if backend == "ray":
         hp.update(backend="ray", workers=int(workers), num_envs=hp["num_envs"] // int(workers))
     agent = critic.PPO("CartPole-v1", **hp, seed=0)
@@ -105,13 +101,12 @@ def floor(spec: dict) -> dict:
     import critic
     from critic.algos.a3c import WorkerFactory
     from critic.algos.common import optimizer_for
-    from critic.cli import find_preset, read_preset
     from critic.runners.ray import _remote_classes, init_ray
 
     torch.set_num_threads(1)
-    hp = {**read_preset(find_preset("cartpole", "a3c"))["hparams"], "seed": 0}
+    hp = {**preset("a3c", "cartpole")[1]["hparams"], "seed": 0}
     agent = critic.A3C("CartPole-v1", **hp)
-    w = WorkerFactory(agent._env_spec, agent.cfg, ())(0, 0)
+    w = WorkerFactory(agent.env_spec, agent.cfg, ())(0, 0)
     params = agent.optims["main"].param_groups[0]["params"][0].detach().clone()
     for _ in range(50):
         w.rollout_gradient(params)
@@ -120,6 +115,7 @@ def floor(spec: dict) -> dict:
     for _ in range(n):
         grad, _, _ = w.rollout_gradient(params)
     rollout = (time.process_time() - c0) / n
+    steps = w.rollout_steps  # env steps of one rollout (n_steps x num_envs: the preset is not episodic)
     import ray
 
     init_ray(num_cpus=2)
@@ -146,23 +142,22 @@ def floor(spec: dict) -> dict:
 
     caller = Caller.remote()
     g = grad.numpy().astype(np.float32)
-    ray.get(caller.go.remote(ps, g, w.steps_per_rollout, 200))
+    ray.get(caller.go.remote(ps, g, steps, 200))
     s0 = proc_cpu(ps)
-    caller_cpu = ray.get(caller.go.remote(ps, g, w.steps_per_rollout, n))
+    caller_cpu = ray.get(caller.go.remote(ps, g, steps, n))
     server = (proc_cpu(ps) - s0) / n
     ray.shutdown()
     agent.close()
-    return {"steps_per_rollout": w.steps_per_rollout, "params": int(params.numel()), "rollout_s": rollout,
+    return {"steps_per_rollout": steps, "params": int(params.numel()), "rollout_s": rollout,
             "caller_s": caller_cpu, "server_s": server,
             "ceiling": rollout / (rollout + caller_cpu + server)}
 
 
 def run(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-    if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()
-        return {"error": tail[-1] if tail else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return run_worker(__file__, spec)
+    except WorkerError as e:
+        return {"error": e.last_line}
 
 
 def main() -> None:
@@ -182,11 +177,8 @@ def main() -> None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(json.loads(a.worker))))
+        serve_worker(worker, a.worker)
         return
-    import platform
-
-    import torch
     cores = os.cpu_count() or 1
     configs = list(a.configs)
     if any(c.startswith("ray:") for c in configs):
@@ -195,8 +187,7 @@ def main() -> None:
         except ImportError:
             print("ray is not installed (pip install 'critic[ray]'): skipping", [c for c in configs if c.startswith("ray")])
             configs = [c for c in configs if not c.startswith("ray:")]
-    print(f"bench_a3c {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cores} cores, load "
-          f"{[round(x, 2) for x in os.getloadavg()]}; python {platform.python_version()}, torch {torch.__version__}",
+    print(f"bench_a3c {utc_date()}: {cores} cores, load {loadavg()}; {versions_text(machine_info(('torch',)))}",
           flush=True)
     results: dict = {"args": vars(a), "cores": cores, "throughput": {}, "solve": {}}
     if "throughput" in a.parts:
@@ -219,7 +210,7 @@ def main() -> None:
             local1 = [x["sps"] for x in results["throughput"].get("local:1", []) if "sps" in x]
             if local1:  # every core busy at the floor's cost per rollout, against 1 local worker per core
                 r["ceiling_vs_local1"] = r["steps_per_rollout"] / (r["rollout_s"] + r["caller_s"] + r["server_s"]) \
-                    / statistics.median(local1)
+                    / median(local1)
         print(floor_table(r) if "error" not in r else f"  floor: {r['error']}", flush=True)
     if "solve" in a.parts:
         for c in configs:
@@ -232,26 +223,24 @@ def main() -> None:
         print(table(results, configs, cores, a))
     if results.get("sampling"):
         print(sampling_table(results["sampling"], a))
-    out = Path(a.out or f"benchmarks/out/a3c-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    out = out_path(a.out, "a3c")
+    write_results(out, results, indent=1)
     print(f"\nresults: {out}")
 
 
 def table(results: dict, configs: list[str], cores: int, a) -> str:
     def sps(c):
-        ok = [r["sps"] for r in results["throughput"].get(c, []) if "sps" in r]
-        return statistics.median(ok) if ok else None
+        return median([r["sps"] for r in results["throughput"].get(c, []) if "sps" in r])
 
     def solve(c, key):
         rs = results["solve"].get(c, [])
         if not rs or any("error" in r for r in rs):
             return None
-        return statistics.median([r[key] if r[key] is not None else float("inf") for r in rs])
+        return median([r[key] if r[key] is not None else float("inf") for r in rs])
 
     base = sps("local:1")
-    lines = ["", f"| backend | workers | env steps/s | speed-up | usable cores | parallel efficiency | "
-             f"median steps to 475 | median train s to 475 |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["", "| backend | workers | env steps/s | speed-up | usable cores | parallel efficiency | "
+             "median steps to 475 | median train s to 475 |", "|---|---|---|---|---|---|---|---|"]
     for c in configs:
         backend, w = c.split(":")
         s = sps(c)

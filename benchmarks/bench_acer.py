@@ -21,40 +21,34 @@ Each run is its own subprocess (this script with ``--worker``), one torch thread
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from common import (WorkerError, loadavg, machine_info, median, out_path, preset, run_worker, serve_worker,
+                    solve_points, start_torch, until_solved, utc_date, versions_text, write_results)
 
 THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
 PRESET_NAMES = {"CartPole-v1": "cartpole", "Acrobot-v1": "acrobot"}
 
 
 def worker(spec: dict) -> dict:
-    import torch
-
+    start_torch(spec["threads"], "critic")
     import critic
     from critic.algos.registry import get_algo
-    from critic.cli import find_preset, read_preset
-    torch.set_num_threads(spec["threads"])
+
     if spec["part"] == "efficiency":
-        data = read_preset(find_preset(PRESET_NAMES[spec["env"]], spec["algo"]))
+        _, data = preset(spec["algo"], PRESET_NAMES[spec["env"]])
         agent = get_algo(spec["algo"])(spec["env"], **{**data["hparams"], "seed": spec["seed"],
                                                        "torch_threads": spec["threads"]})
-        evals = agent._run["evals"]
         bar = THRESHOLDS[spec["env"]]
-        agent.learn(spec["budget"], lambda a, i: not (evals and evals[-1]["mean"] >= bar),
-                    eval_every=spec["eval_every"], progress_bar=False)
-        hit = next((e for e in evals if e["mean"] >= bar), None)
+        agent.learn(spec["budget"], until_solved(bar), eval_every=spec["eval_every"], progress_bar=False)
+        evals = agent.evaluations
+        hit, _ = solve_points(evals, bar)
         return {"evals": [(e["env_steps"], round(e["mean"], 1)) for e in evals],
                 "solved_steps": hit["env_steps"] if hit else None,
                 "solved_seconds": hit["train_seconds"] if hit else None,
-                "train_seconds": agent._run["train"], "env_steps": agent.env_steps}
+                "train_seconds": agent.train_seconds, "env_steps": agent.env_steps}
     # atari throughput
-    data = read_preset(find_preset("atari", "acer"))
+    _, data = preset("acer", "atari")
     agent = critic.ACER(spec["env"], **{**data["hparams"], "seed": spec["seed"], "torch_threads": spec["threads"]})
     agent.learn(agent.cfg.n_steps * agent.cfg.num_envs, progress_bar=False)  # warm-up (allocations)
     t0 = time.perf_counter()
@@ -67,10 +61,10 @@ def worker(spec: dict) -> dict:
 
 
 def run(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return run_worker(__file__, spec)
+    except WorkerError as e:
+        return {"error": e.last_line}
 
 
 def main() -> None:
@@ -86,14 +80,11 @@ def main() -> None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(json.loads(a.worker))))
+        serve_worker(worker, a.worker)
         return
-    import platform
-
-    import torch
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    print(f"bench_acer {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: parts {a.parts}, {a.threads} thread(s), "
-          f"load {[round(x, 2) for x in os.getloadavg()]}; python {platform.python_version()}, torch {torch.__version__}",
+    out = out_path(a.out, "acer")
+    m = machine_info(("torch",))
+    print(f"bench_acer {utc_date()}: parts {a.parts}, {a.threads} thread(s), load {loadavg()}; {versions_text(m)}",
           flush=True)
     results: dict = {"args": vars(a), "efficiency": {}, "atari": None}
     if "efficiency" in a.parts:
@@ -119,9 +110,7 @@ def main() -> None:
             print(f"\n[atari] ACER ALE/Pong-v5, {r['num_envs']} envs, replay ratio {r['replay_ratio']}: "
                   f"{r['env_steps']:,} agent steps in {r['seconds']:.1f} s = {r['frames_per_second']:,.0f} frames/s "
                   f"({r['updates']} updates)")
-    out = Path(a.out or f"benchmarks/out/acer-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, default=str))
+    write_results(out, results, indent=1)
     print(f"\nresults: {out}")
 
 
@@ -131,16 +120,15 @@ def table(env: str, rows: dict, seeds: list[int], budget: int) -> str:
             return "error"
         return "—" if r["solved_steps"] is None else f"{r['solved_steps'] // 1000}k / {r['solved_seconds']:.1f}s"
 
-    def med(algo, key):
-        vals = [(rows[(algo, s)].get(key) if rows[(algo, s)].get(key) is not None else None) for s in seeds]
-        return statistics.median([budget if v is None and key == "solved_steps" else (v if v is not None else float("inf"))
-                                  for v in vals])
+    def med(algo):  # env steps to solve; an unsolved (or failed) run counts as the budget
+        return median([budget if rows[(algo, s)].get("solved_steps") is None else rows[(algo, s)]["solved_steps"]
+                       for s in seeds])
 
     lines = [f"\n{env}: env steps / train seconds to the first evaluation >= {THRESHOLDS[env]} "
              f"(budget {budget:,}; '—' = not solved)", "seed | ACER             | A2C"]
     for s in seeds:
         lines.append(f"{s:>4} | {cell(rows[('acer', s)]):<16} | {cell(rows[('a2c', s)])}")
-    ma, mb = med("acer", "solved_steps"), med("a2c", "solved_steps")
+    ma, mb = med("acer"), med("a2c")
     lines.append(f" med | {ma / 1000:.0f}k steps{'':<7}| {mb / 1000:.0f}k steps   ACER / A2C env steps: {ma / mb:.2f}")
     return "\n".join(lines)
 

@@ -24,12 +24,12 @@ count is reported in its own table rows.
    and train seconds), the stable one (every later evaluation stays >= -200), the total train
    seconds, and the time-to-solve ratio critic / SB3. One pair per seed.
 3. ``micro`` -- the compute floor, one process per thread count, no SB3: critic's own update
-   (``agent._update()`` on an agent whose replay holds 5000 random HalfCheetah steps; it samples
+   (``agent.update()`` on an agent whose replay holds 5000 random HalfCheetah steps; it samples
    its own batch) against a plain eager PyTorch update written below as textbook code (separate
    ``nn.Sequential`` critics called one after the other, ``torch.optim.Adam`` with default
    settings, actor loss backpropagated through critics whose weights require grad, Polyak
    averaging in a Python loop over parameters), on batches of 256 drawn from the same replay
-   (``agent.replay.sample(256)``, inside the timed loop, as critic's own sampling is). SAC
+   (``agent.collector.sample()``, inside the timed loop, as critic's own sampling is). SAC
    256-256 with entropy tuning, TD3 400-300 with the actor every 2nd step, DDPG 400-300.
    50 warm-up updates each, then 500 timed updates each in alternating blocks of 100; ms per
    update and ours / plain (target <= 0.8). Both run in one process, so critic's
@@ -64,30 +64,23 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import math
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "benchmarks" / "out"
+from common import (EVAL_EPISODES, OUT_DIR, CpuMeter, EvalClock, WorkerError, fmt, good, loadavg, machine_info,
+                    median, median_unsolved_last, out_path, pairs, preset, preset_steps, ratio, repo_path,
+                    run_worker, sb3_eval_callback, serve_worker, solve_points, start_torch, utc_date,
+                    versions_text, write_results)
+
 ALGOS = ("sac", "td3", "ddpg")
 LIBS = ("critic", "sb3")
 LIB_NAMES = {"critic": "critic", "sb3": "SB3", "critic-bf16": "critic (bf16)"}
-PART_NAMES = {1: "updates", 2: "pendulum", 3: "micro", 4: "presets"}
 
 CHEETAH = "HalfCheetah-v5"
 PENDULUM = "Pendulum-v1"
 THRESHOLD = -200.0  # Pendulum-v1 "solved"
-EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 100_003  # evaluation env seed = run seed + this (same for both libraries)
 
 UPDATES_TARGET = {"sac": 1.3, "td3": 1.3, "ddpg": 1.8}  # critic / SB3 updates/s, at least
 MICRO_TARGET = 0.8  # ours / plain ms per update, at most
@@ -117,80 +110,11 @@ PENDULUM_HP: dict[str, dict[str, Any]] = {  # benchmarks/README.md, "Reference h
                  **_ONE_PER_STEP),
 }
 ZOO_PENDULUM_STEPS = 20_000  # RL-Zoo n_timesteps for SAC / TD3 / DDPG on Pendulum-v1
+MODULES = ("critic", "torch", "stable_baselines3", "gymnasium", "mujoco", "numpy")  # versions recorded
 
 
 # ================================================================================ worker side
 # Everything below up to "driver side" runs inside the per-run subprocess.
-
-def evaluate_policy(act, env_id: str, seed: int, n_episodes: int = EVAL_EPISODES) -> dict[str, Any]:
-    """The one evaluation used for both libraries: deterministic episodes on a fresh env."""
-    import gymnasium as gym
-    import numpy as np
-
-    env = gym.make(env_id)
-    returns = []
-    for ep in range(n_episodes):
-        obs, _ = env.reset(seed=seed if ep == 0 else None)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        returns.append(total)
-    env.close()
-    return {"mean": float(np.mean(returns)), "std": float(np.std(returns))}
-
-
-class EvalClock:
-    """Evaluations every ``every`` env steps during one learn() call, excluded from the clock.
-    ``at(env_steps)`` returns False once training should stop (solved with ``stop_at_solve``)."""
-
-    def __init__(self, act, env_id: str, seed: int, every: int, total: int, stop_at_solve: bool):
-        self.act, self.env_id, self.seed, self.every, self.total = act, env_id, seed, every, total
-        self.stop_at_solve = stop_at_solve
-        self.next_eval = every
-        self.eval_seconds = 0.0
-        self.evals: list[dict[str, Any]] = []
-        self.stopped = False
-        self.t0 = 0.0
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def train_seconds(self) -> float:
-        return time.perf_counter() - self.t0 - self.eval_seconds
-
-    def at(self, env_steps: int) -> bool:
-        if self.stopped:
-            return False
-        # The final evaluation is done after learn() returns (same for both libraries).
-        if env_steps >= self.next_eval and env_steps < self.total:
-            self.eval_now(env_steps)
-            while self.next_eval <= env_steps:
-                self.next_eval += self.every
-            self.stopped = self.stop_at_solve and self.evals[-1]["mean"] >= THRESHOLD
-        return not self.stopped
-
-    def eval_now(self, env_steps: int) -> None:
-        train_s = self.train_seconds()
-        t = time.perf_counter()
-        res = evaluate_policy(self.act, self.env_id, self.seed + EVAL_SEED_OFFSET)
-        self.eval_seconds += time.perf_counter() - t
-        self.evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3),
-                           "mean": round(res["mean"], 2), "std": round(res["std"], 2)})
-
-
-def solved_points(evals: list[dict[str, Any]]):
-    """First evaluation >= THRESHOLD, and the stable one (every later evaluation stays >= it)."""
-    first = next((e for e in evals if e["mean"] >= THRESHOLD), None)
-    stable = None
-    for e in reversed(evals):
-        if e["mean"] < THRESHOLD:
-            break
-        stable = e
-    pick = (lambda e: None if e is None else {"env_steps": e["env_steps"], "train_seconds": e["train_seconds"]})
-    return pick(first), pick(stable)
-
 
 def critic_agent(algo: str, env_id: str, hp: dict[str, Any], seed: int, threads: int):
     import critic
@@ -250,30 +174,9 @@ def sb3_model(algo: str, env_id: str, seed: int, hp: dict[str, Any] | None = Non
     return cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kw), info
 
 
-def preset_path(algo: str) -> Path:
-    return REPO / "critic" / "presets" / f"{algo}_pendulum.yaml"
-
-
-def read_preset(algo: str) -> dict[str, Any]:
-    """critic's Pendulum preset as ``critic train --preset`` reads it (keys validated)."""
-    try:
-        from critic.cli import read_preset as read
-    except ImportError:  # pragma: no cover
-        import yaml
-        return yaml.safe_load(preset_path(algo).read_text()) or {}
-    return read(preset_path(algo))
-
-
 def _start(spec: dict[str, Any]):
     """Import the run's library with the thread count set first; returns (torch, import seconds)."""
-    t = time.perf_counter()
-    import torch
-    torch.set_num_threads(spec["threads"])
-    if spec.get("lib") == "sb3":
-        import stable_baselines3  # noqa: F401
-    else:
-        import critic  # noqa: F401
-    return torch, time.perf_counter() - t
+    return start_torch(spec["threads"], "stable_baselines3" if spec.get("lib") == "sb3" else "critic")
 
 
 def work_updates(spec: dict[str, Any]) -> dict[str, Any]:
@@ -325,9 +228,9 @@ def work_solve(spec: dict[str, Any]) -> dict[str, Any]:
             if ls_cap is not None:
                 hp["learning_starts"] = min(hp["learning_starts"], ls_cap)
         else:
-            data = read_preset(algo)
+            path, data = preset(algo, "pendulum")
             hp = dict(data.get("hparams") or {})
-            info.update(preset=str(preset_path(algo).relative_to(REPO)),
+            info.update(preset=repo_path(path),
                         preset_meta={k: v for k, v in data.items() if k != "hparams"}, preset_hparams=dict(hp))
             if ls_cap is not None and int(hp.get("learning_starts", 100)) > ls_cap:
                 hp["learning_starts"] = info["learning_starts"] = ls_cap
@@ -344,22 +247,12 @@ def work_solve(spec: dict[str, Any]) -> dict[str, Any]:
     setup_s = time.perf_counter() - t
     assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
 
-    clock = EvalClock(act, PENDULUM, seed, spec["eval_every"], steps, spec["stop_at_solve"])
+    clock = EvalClock(act, PENDULUM, seed, spec["eval_every"], steps, threshold=THRESHOLD,
+                      stop_at_solve=spec["stop_at_solve"], digits=2)
     if lib == "critic":
         callback = lambda agent, _info: clock.at(agent.env_steps)  # noqa: E731
     else:
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        class EvalCallback(BaseCallback):
-            # Rollout start = just after the previous rollout's gradient steps: the same point in
-            # training as critic's callback (``_on_step`` runs before that step's updates).
-            def _on_rollout_start(self) -> None:
-                clock.at(self.model.num_timesteps)
-
-            def _on_step(self) -> bool:
-                return not clock.stopped
-
-        callback = EvalCallback()
+        callback = sb3_eval_callback(clock)
     clock.start()
     model.learn(steps, callback=callback, progress_bar=False)
     learn_s = time.perf_counter() - clock.t0
@@ -367,10 +260,8 @@ def work_solve(spec: dict[str, Any]) -> dict[str, Any]:
     env_steps = model.env_steps if lib == "critic" else model.num_timesteps
     evals = list(clock.evals)
     if not clock.stopped:  # the final evaluation, after learn() (its return is the "final" one)
-        res = evaluate_policy(act, PENDULUM, seed + EVAL_SEED_OFFSET)
-        evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3),
-                      "mean": round(res["mean"], 2), "std": round(res["std"], 2)})
-    first, stable = solved_points(evals)
+        evals.append(clock.row(env_steps, train_s, clock.evaluate()))
+    first, stable = solve_points(evals, THRESHOLD)
     n_upd = updates()
     return {"steps_requested": steps, "env_steps": int(env_steps), "updates": int(n_upd),
             "train_seconds": round(train_s, 3), "eval_seconds": round(clock.eval_seconds, 3),
@@ -514,7 +405,7 @@ class PlainDeterministic:
 
 
 def work_micro(spec: dict[str, Any]) -> dict[str, Any]:
-    """Part 3, one process per thread count: critic's ``_update`` against the plain update."""
+    """Part 3, one process per thread count: critic's ``update`` against the plain update."""
     torch, import_s = _start({**spec, "lib": "critic"})
     threads, fill, bs = spec["threads"], spec["fill"], 256
     warm, n, block = spec["warmup"], spec["updates"], spec["block"]
@@ -538,14 +429,13 @@ def work_micro(spec: dict[str, Any]) -> dict[str, Any]:
         def ours(k: int) -> float:
             t = time.perf_counter()
             for _ in range(k):
-                agent._update()  # samples its own batch from replay
-                agent.updates += 1  # as learn() does (TD3's policy delay reads it)
+                agent.update()  # samples its own batch from replay; counts the update (TD3's delay reads it)
             return time.perf_counter() - t
 
         def floor(k: int) -> float:
             t = time.perf_counter()
             for _ in range(k):
-                plain.update(agent.replay.sample(bs))
+                plain.update(agent.collector.sample())  # a batch of bs from the same replay
             return time.perf_counter() - t
 
         ours(warm)
@@ -569,7 +459,7 @@ def work_micro(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def work(spec: dict[str, Any]) -> dict[str, Any]:
     import resource
 
     part = spec["part"]
@@ -581,44 +471,19 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 # ================================================================================ driver side
 
 def launch(spec: dict[str, Any], log) -> dict[str, Any]:
-    env = dict(os.environ)
-    t = str(spec["threads"])
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, PYTHONHASHSEED=str(spec.get("seed", 0)))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    busy0, child0 = cpu_busy_seconds(), children_cpu_seconds()
-    t0 = time.perf_counter()
-    # cwd: the (git-ignored) output folder, where MuJoCo writes its MUJOCO_LOG.TXT
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(OUT_DIR))
-    wall = time.perf_counter() - t0
-    # CPU time the rest of the machine used meanwhile (all busy time minus this run's), in cores
-    other = None if busy0 is None else round(max(0.0, (cpu_busy_seconds() - busy0)
-                                                    - (children_cpu_seconds() - child0)) / wall, 2)
-    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT_JSON:")), None)
-    if proc.returncode != 0 or line is None:
-        who = f"{spec.get('lib', '')} {spec.get('algo', spec.get('algos'))} part {spec['part']}"
-        log(f"  !! {who} threads {spec['threads']} seed {spec.get('seed')} failed (rc {proc.returncode})")
-        log("     " + "\n     ".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
-        return {**spec, "error": (proc.stderr or proc.stdout)[-4000:], "other_cpu_cores": other}
-    res = json.loads(line[len("RESULT_JSON:"):])
-    res.update(process_seconds=round(wall, 2), other_cpu_cores=other)
-    return res
-
-
-def cpu_busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (all cores; steal counts as busy)."""
+    meter = CpuMeter()
     try:
-        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-
-
-def children_cpu_seconds() -> float:
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
+        # cwd: the (git-ignored) output folder, where MuJoCo writes its MUJOCO_LOG.TXT
+        with meter:
+            res = run_worker(__file__, spec, threads=spec["threads"], hash_seed=spec.get("seed", 0), cwd=OUT_DIR)
+    except WorkerError as e:
+        who = f"{spec.get('lib', '')} {spec.get('algo', spec.get('algos'))} part {spec['part']}"
+        log(f"  !! {who} threads {spec['threads']} seed {spec.get('seed')} failed (rc {e.returncode})")
+        log("     " + "\n     ".join(e.tail(15)))
+        return {**spec, "error": e.output[-4000:], "other_cpu_cores": meter.other_cores}
+    res.update(process_seconds=round(meter.seconds, 2), other_cpu_cores=meter.other_cores)
+    return res
 
 
 CONTENDED = 0.25  # a run during which other processes used this many cores on average is flagged
@@ -632,68 +497,6 @@ def contention_note(runs, part: int) -> list[str]:
                     f"{r['threads']} thr ({r['other_cpu_cores']:.2f})" for r in bad)
     return ["", f"**Warning:** other processes used ≥ {CONTENDED} core on average during: {who}; "
             "those timings are not trustworthy (this machine has " f"{os.cpu_count()} cores)."]
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def median_unsolved_last(xs):
-    """Median where an unsolved run (None) counts as slower than any solved one; None if the
-    median itself is unsolved."""
-    if not xs:
-        return None
-    m = statistics.median([math.inf if x is None else x for x in xs])
-    return None if math.isinf(m) else m
-
-
-def fmt(x, nd=0):
-    return "—" if x is None else (f"{x:,.{nd}f}" if isinstance(x, (int, float)) else str(x))
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str] = {"python": platform.python_version()}
-    for mod in ("critic", "torch", "stable_baselines3", "gymnasium", "mujoco", "numpy"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover
-            versions[mod] = "missing"
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "loadavg_start": loadavg()}
-
-
-def pairs_of(runs, part: int, algo: str, threads: int, ours: str = "critic") -> list[tuple[dict | None, dict | None]]:
-    """[(critic run, SB3 run)] in run order for one part, algorithm and thread count (``ours``:
-    'critic', or 'critic-bf16' for the runs with ``precision='bf16'``)."""
-    by_pair: dict[int, dict[str, Any]] = {}
-    for r in runs:
-        if r["part"] == part and r.get("algo") == algo and r["threads"] == threads:
-            by_pair.setdefault(r["pair"], {})[r["lib"]] = r
-    return [(p.get(ours), p.get("sb3")) for _, p in sorted(by_pair.items()) if ours in p or ours == "critic"]
-
-
-def good(*rs) -> bool:
-    return all(r is not None and "error" not in r for r in rs)
 
 
 def met(value, target, at_least: bool) -> str:
@@ -715,7 +518,7 @@ def report_updates(res, md: list[str], targets: list[str]) -> None:
            "|---|---|---|---|---|---|---|"]
     for algo in a["algos"]:
         for th in a["threads"]:
-            ps = [(c, s) for c, s in pairs_of(res["runs"], 1, algo, th) if good(c, s)]
+            ps = [(c, s) for c, s in pairs(res["runs"], part=1, algo=algo, threads=th) if good(c, s)]
             if not ps:
                 continue
             cu, su = median([c["updates_per_second"] for c, _ in ps]), median([s["updates_per_second"] for _, s in ps])
@@ -724,7 +527,7 @@ def report_updates(res, md: list[str], targets: list[str]) -> None:
             tgt = UPDATES_TARGET[algo]
             md.append(f"| {algo.upper()} | {th} | {fmt(cu, 1)} | {fmt(su, 1)} | **{fmt(r, 2)}×** | "
                       f"{', '.join(fmt(x, 2) for x in rs)} | ≥ {tgt}× ({met(r, tgt, True)}) |")
-            bf = [(b, s) for b, s in pairs_of(res["runs"], 1, algo, th, "critic-bf16") if good(b, s)]
+            bf = [(b, s) for b, s in pairs(res["runs"], "critic-bf16", part=1, algo=algo, threads=th) if good(b, s)]
             if bf:
                 bu = median([b["updates_per_second"] for b, _ in bf])
                 brs = [b["updates_per_second"] / s["updates_per_second"] for b, s in bf]
@@ -766,7 +569,7 @@ def report_solve(res, part: int, md: list[str], targets: list[str]) -> None:
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo in a["algos"]:
         for th in a["threads"]:
-            ps = pairs_of(res["runs"], part, algo, th)
+            ps = pairs(res["runs"], part=part, algo=algo, threads=th)
             if not ps:
                 continue
             for c, s in ps:
@@ -841,7 +644,7 @@ def print_report(res: dict[str, Any], log) -> list[str]:
     a, m = res["args"], res["machine"]
     md = [f"### Off-policy: critic vs Stable-Baselines3 — {res['date']}", "",
           f"{m['cpu']}, {m['cores']} cores, threads {a['threads']}, load average {m['loadavg_start']} -> "
-          f"{res.get('loadavg_end')}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+          f"{res.get('loadavg_end')}; " + versions_text(m)
           + ("; **--quick (numbers not meaningful)**" if a["quick"] else "")]
     targets = ["| case | measure | value | target | met |", "|---|---|---|---|---|"]
     for part in sorted(a["parts"]):
@@ -888,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.worker:
-        print("RESULT_JSON:" + json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        serve_worker(work, args.worker)
         return 0
 
     ls_cap = None  # parts 2 and 4: cap on learning_starts (--quick only)
@@ -898,18 +701,17 @@ def main(argv: list[str] | None = None) -> int:
         args.pendulum_steps, args.micro_updates, micro_fill, ls_cap, quick_view_steps = 3000, 50, 1000, 1000, 3000
     if args.threads is None:
         args.threads = [1] if args.quick else [1, 2]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else OUT_DIR / f"offpolicy-{stamp}.json"
+    out = out_path(args.out, "offpolicy")
     log = lambda s="": print(s, flush=True)  # noqa: E731
-    res: dict[str, Any] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           "machine": machine_info(), "args": vars(args) | {"worker": None},
+    res: dict[str, Any] = {"date": utc_date(),
+                           "machine": machine_info(MODULES), "args": vars(args) | {"worker": None},
                            "hyperparameters": {"halfcheetah": CHEETAH_HP, "pendulum": PENDULUM_HP},
                            "runs": [], "notes": {}}
     m = res["machine"]
     log(f"bench_offpolicy {res['date']}: parts {args.parts}, algos {args.algos}, threads {args.threads}, "
         f"seeds {args.seeds}{', QUICK' if args.quick else ''}")
     log(f"CPU {m['cpu']} ({m['cores']} cores), load {m['loadavg_start']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+        + versions_text(m))
 
     def run_pair(part: int, algo: str, threads: int, seed: int, pair: int, extra: dict[str, Any]) -> None:
         libs = LIBS + (("critic-bf16",) if part == 1 and args.bf16 else ())
@@ -929,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                 for algo, mm in r.get("algos", {}).items():
                     log(f"  [3] {algo} threads {th}: ours {mm['ms_ours']:.2f} ms, plain {mm['ms_plain']:.2f} ms, "
                         f"ratio {mm['ratio']:.2f} (other processes {fmt(r['other_cpu_cores'], 2)} cores)")
-            _write(out, res)
+            write_results(out, res)
             continue
         for algo in args.algos:
             extra: dict[str, Any] = {}
@@ -939,14 +741,14 @@ def main(argv: list[str] | None = None) -> int:
                 extra = {"steps": args.pendulum_steps, "eval_every": args.eval_every,
                          "stop_at_solve": 2 in args.stop_at_solve, "learning_starts_cap": ls_cap}
             else:
-                path = preset_path(algo)
-                if not path.exists():
-                    note = f"skipped: `{path.relative_to(REPO)}` does not exist yet"
+                found = preset(algo, "pendulum", missing_ok=True)
+                if found is None:
+                    note = f"skipped: `critic/presets/{algo}_pendulum.yaml` does not exist yet"
                     res["notes"][f"presets/{algo}"] = note
                     log(f"  [4] {algo}: {note}")
                     continue
                 # budgets: critic's preset `steps`, SB3's RL-Zoo n_timesteps
-                budgets = {"critic": _preset_steps(path) or ZOO_PENDULUM_STEPS, "sb3": ZOO_PENDULUM_STEPS}
+                budgets = {"critic": preset_steps(found[1]) or ZOO_PENDULUM_STEPS, "sb3": ZOO_PENDULUM_STEPS}
                 if quick_view_steps:
                     budgets = {lib: min(n, quick_view_steps) for lib, n in budgets.items()}
                 extra = {"steps_by_lib": budgets, "eval_every": args.eval_every,
@@ -958,11 +760,11 @@ def main(argv: list[str] | None = None) -> int:
                 else:  # parts 2 and 4: one pair per seed
                     for i, seed in enumerate(args.seeds):
                         run_pair(part, algo, th, seed, i, extra)
-            _write(out, res)  # partial results survive an interrupted run
+            write_results(out, res)  # partial results survive an interrupted run
 
     res["loadavg_end"] = loadavg()
     res["markdown"] = print_report(res, log)
-    _write(out, res)
+    write_results(out, res)
     log("")
     log(f"results written to {out}")
     return 0 if not any("error" in r for r in res["runs"]) else 1
@@ -983,22 +785,6 @@ def run_one(res, part, lib, algo, threads, seed, pair, extra, log) -> None:
                 f"solved {solved}, final {r['final']['mean']:.0f}")
     log(f"  [{part}] {algo} {LIB_NAMES[lib]:<6} threads {threads} seed {seed}: {what} "
         f"(other processes {fmt(r['other_cpu_cores'], 2)} cores)")
-
-
-def _preset_steps(path: Path) -> int | None:
-    try:
-        import yaml
-        data = yaml.safe_load(path.read_text()) or {}
-        return int(float(data["steps"])) if "steps" in data else None
-    except Exception:
-        return None
-
-
-def _write(path: Path, res: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=str))
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

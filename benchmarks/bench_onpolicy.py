@@ -34,23 +34,18 @@ per seed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
+
+from common import (EVAL_EPISODES, OUT_DIR, REPO, EvalClock, WorkerError, fmt, good, loadavg, machine_info, median,
+                    median_unsolved_last, pairs, preset, preset_steps, ratio, repo_path, run_worker,
+                    sb3_eval_callback, serve_worker, solve_points, start_torch, utc_date, versions_text,
+                    write_results)
 
 ENV_ID = "CartPole-v1"
 THRESHOLD = 475.0
-EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 100_003  # evaluation env seed = run seed + this (same for both libraries)
-REPO = Path(__file__).resolve().parents[1]
 LIBS = ("critic", "sb3")
 LIB_NAMES = {"critic": "critic", "sb3": "SB3"}
 
@@ -63,7 +58,7 @@ A2C_HP = dict(num_envs=8, n_steps=5, learning_rate=7e-4, rmsprop_alpha=0.99, eps
               gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
 # RL-Zoo n_timesteps for CartPole-v1 (the user's-view budget unless --view-steps is given).
 ZOO_STEPS = {"ppo": 100_000, "a2c": 500_000}
-PRESET_META_KEYS = ("algo", "env", "env_id", "steps", "total_steps", "n_timesteps", "eval_every", "eval_episodes")
+MODULES = ("critic", "torch", "gymnasium", "stable_baselines3", "numpy")  # versions recorded
 
 
 def rollout_size(algo: str) -> int:
@@ -88,75 +83,17 @@ def grad_steps_per_iteration(lib: str, algo: str) -> int:
 # ================================================================================ worker side
 # Everything below up to "driver side" runs inside the per-run subprocess.
 
-def evaluate_policy(act, seed: int, n_episodes: int = EVAL_EPISODES) -> dict[str, Any]:
-    """The one evaluation used for both libraries: deterministic episodes on a fresh env."""
-    import gymnasium as gym
-    import numpy as np
-
-    env = gym.make(ENV_ID)
-    returns = []
-    for ep in range(n_episodes):
-        obs, _ = env.reset(seed=seed if ep == 0 else None)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        returns.append(total)
-    env.close()
-    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
-
-
-class EvalClock:
-    """Evaluations every ``every`` env steps during one learn() call, excluded from the clock."""
-
-    def __init__(self, act, seed: int, every: int, total: int):
-        self.act, self.seed, self.every, self.total = act, seed, every, total
-        self.next_eval = every if every else math.inf
-        self.eval_seconds = 0.0
-        self.evals: list[dict[str, Any]] = []
-        self.t0 = 0.0
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def train_seconds(self) -> float:
-        return time.perf_counter() - self.t0 - self.eval_seconds
-
-    def maybe_eval(self, env_steps: int) -> None:
-        # The final evaluation is done after learn() returns (same for both libraries).
-        if env_steps >= self.next_eval and env_steps < self.total:
-            self.eval_now(env_steps)
-            while self.next_eval <= env_steps:
-                self.next_eval += self.every
-
-    def eval_now(self, env_steps: int) -> None:
-        train_s = self.train_seconds()
-        t = time.perf_counter()
-        res = evaluate_policy(self.act, self.seed + EVAL_SEED_OFFSET)
-        self.eval_seconds += time.perf_counter() - t
-        self.evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3),
-                           "mean": res["mean"], "std": res["std"]})
-
-
-def solved_points(evals: list[dict[str, Any]], threshold: float = THRESHOLD):
-    first = next((e for e in evals if e["mean"] >= threshold), None)
-    stable = None
-    for e in reversed(evals):
-        if e["mean"] >= threshold:
-            stable = e
-        else:
-            break
-    pick = (lambda e: None if e is None else {"env_steps": e["env_steps"], "train_seconds": e["train_seconds"]})
-    return pick(first), pick(stable)
-
-
 class SplitTimer:
-    """Wraps two bound methods (collection, update) and sums their time; one timer per call."""
+    """Wraps two bound methods (collection, update) and sums their time; one timer per call
+    (``wrap``), or per pass over the iterator it returns (``wrap_iter``: from the first item to
+    the end, so the time the caller spends on each item counts)."""
 
     def __init__(self):
         self.collect = 0.0
         self.update = 0.0
+
+    def _add(self, field: str, t: float) -> None:
+        setattr(self, field, getattr(self, field) + time.perf_counter() - t)
 
     def wrap(self, fn, field: str):
         def timed(*a, **k):
@@ -164,44 +101,43 @@ class SplitTimer:
             try:
                 return fn(*a, **k)
             finally:
-                setattr(self, field, getattr(self, field) + time.perf_counter() - t)
+                self._add(field, t)
         return timed
 
+    def wrap_iter(self, fn, field: str):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                yield from fn(*a, **k)
+            finally:
+                self._add(field, t)
+        return timed
 
-def load_preset(algo: str) -> tuple[Path, dict[str, Any]] | None:
-    """critic's CartPole preset as the CLI reads it (``critic train --preset cartpole``)."""
-    path = REPO / "critic" / "presets" / f"{algo}_cartpole.yaml"
-    if not path.exists():
-        return None
-    try:
-        from critic.cli import read_preset  # validates the keys like `critic train --preset`
-    except ImportError:
-        from critic.config import load_yaml as read_preset
-    return path, read_preset(path)
+    def attach(self, model, lib: str) -> bool:
+        """Time ``model``'s collection and update phases; False where it has no such methods."""
+        if lib == "critic":  # learn(): collector.collect(), then an update per batch of collector.batches()
+            target, names = getattr(model, "collector", None), ("collect", "batches")
+            wraps = (self.wrap, self.wrap_iter)
+        else:
+            target, names, wraps = model, ("collect_rollouts", "train"), (self.wrap, self.wrap)
+        if target is None or not all(callable(getattr(target, n, None)) for n in names):
+            return False
+        for name, field, wrap in zip(names, ("collect", "update"), wraps):
+            setattr(target, name, wrap(getattr(target, name), field))
+        return True
 
 
 def build_critic(algo: str, mode: str, seed: int, threads: int) -> tuple[Any, dict[str, Any]]:
     import critic
 
     info: dict[str, Any] = {}
-    if mode == "view":
-        found = load_preset(algo)
-        assert found is not None, "the driver only starts view runs when the preset exists"
-        path, data = found
-        # Layout of critic/presets/*.yaml: {algo, env_id, steps, eval_every, eval_episodes, hparams: {...}}
-        hparams = data.get("hparams")
-        if not isinstance(hparams, dict):  # tolerate a flat file
-            hparams = {k: v for k, v in data.items() if k not in PRESET_META_KEYS}
-        cls = critic.PPO if algo == "ppo" else critic.A2C
-        fields = set(cls.config_cls.field_names())
-        meta = {k: v for k, v in data.items() if k != "hparams"}
-        cfg = dict(hparams)
-        unknown = sorted(k for k in cfg if k not in fields)
-        if unknown:
-            raise ValueError(f"{path}: hparams not in {cls.config_cls.__name__}: {unknown}")
-        info = {"preset": str(path.relative_to(REPO)), "preset_meta": meta, "preset_hparams": dict(hparams)}
-        cfg.update(seed=seed, torch_threads=threads, device="cpu")
-        return cls(ENV_ID, **cfg), info
+    if mode == "view":  # critic/presets/{algo}_cartpole.yaml (the driver starts view runs only when it exists)
+        path, data = preset(algo, "cartpole")
+        hparams = data.get("hparams") or {}
+        cls = critic.PPO if algo == "ppo" else critic.A2C  # checks the hparams' names itself
+        info = {"preset": repo_path(path), "preset_meta": {k: v for k, v in data.items() if k != "hparams"},
+                "preset_hparams": dict(hparams)}
+        return cls(ENV_ID, **{**hparams, "seed": seed, "torch_threads": threads, "device": "cpu"}), info
     common = dict(seed=seed, torch_threads=threads, device="cpu", hidden_sizes=(64, 64), activation="tanh",
                   shared_body=False)
     if algo == "ppo":
@@ -253,19 +189,12 @@ def build_sb3(algo: str, mode: str, seed: int) -> tuple[Any, dict[str, Any]]:
     return model, {}
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def work(spec: dict[str, Any]) -> dict[str, Any]:
     import resource
 
     lib, algo, mode = spec["lib"], spec["algo"], spec["mode"]
     seed, steps, threads = spec["seed"], spec["steps"], spec["threads"]
-    t_import = time.perf_counter()
-    import torch
-    torch.set_num_threads(threads)
-    if lib == "critic":
-        import critic  # noqa: F401
-    else:
-        import stable_baselines3  # noqa: F401
-    import_s = time.perf_counter() - t_import
+    torch, import_s = start_torch(threads, "critic" if lib == "critic" else "stable_baselines3")
 
     t_setup = time.perf_counter()
     if lib == "critic":
@@ -277,33 +206,16 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     setup_s = time.perf_counter() - t_setup
 
     split = SplitTimer()
-    if mode == "throughput":  # time collection and update separately (one perf_counter per call)
-        # critic has no public timing hook: wrap its private per-iteration methods when present.
-        names = ("_collect_rollout", "_update") if lib == "critic" else ("collect_rollouts", "train")
-        if all(callable(getattr(model, n, None)) for n in names):
-            setattr(model, names[0], split.wrap(getattr(model, names[0]), "collect"))
-            setattr(model, names[1], split.wrap(getattr(model, names[1]), "update"))
-        else:
-            split = None
+    if mode == "throughput" and not split.attach(model, lib):  # collection and update timed apart
+        split = None
 
-    clock = EvalClock(act, seed, spec.get("eval_every", 0) if mode != "throughput" else 0, steps)
+    clock = EvalClock(act, ENV_ID, seed, spec.get("eval_every", 0) if mode != "throughput" else 0, steps)
     callback = None
     if mode != "throughput":
         if lib == "critic":
-            callback = lambda agent, _info: clock.maybe_eval(agent.env_steps)  # noqa: E731
+            callback = lambda agent, _info: clock.at(agent.env_steps)  # noqa: E731
         else:
-            from stable_baselines3.common.callbacks import BaseCallback
-
-            class EvalCallback(BaseCallback):
-                # Rollout start = just after the previous update: the same point as critic's
-                # per-iteration callback.
-                def _on_rollout_start(self) -> None:
-                    clock.maybe_eval(self.model.num_timesteps)
-
-                def _on_step(self) -> bool:
-                    return True
-
-            callback = EvalCallback()
+            callback = sb3_eval_callback(clock)
 
     assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
     clock.start()
@@ -316,12 +228,11 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     learn_s = time.perf_counter() - clock.t0
     train_s = learn_s - clock.eval_seconds
     threads_seen = torch.get_num_threads()
-    final = evaluate_policy(act, seed + EVAL_SEED_OFFSET)
+    final = clock.evaluate()
     evals = list(clock.evals)
     if mode != "throughput":
-        evals.append({"env_steps": int(env_steps), "train_seconds": round(train_s, 3), "mean": final["mean"],
-                      "std": final["std"]})
-    first, stable = solved_points(evals)
+        evals.append(clock.row(env_steps, train_s, final))
+    first, stable = solve_points(evals, THRESHOLD)
     iters = iterations_for(algo, steps) if mode != "view" else None
     out = {
         "lib": lib, "algo": algo, "mode": mode, "seed": seed, "threads": threads, "threads_seen": threads_seen,
@@ -351,112 +262,43 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 # ================================================================================ driver side
 
 def launch(spec: dict[str, Any], log) -> dict[str, Any]:
-    env = dict(os.environ)
-    t = str(spec["threads"])
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, PYTHONHASHSEED=str(spec["seed"]))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO))
-    wall = time.perf_counter() - t0
-    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT_JSON:")), None)
-    if proc.returncode != 0 or line is None:
-        log(f"  !! {spec['lib']} {spec['algo']} {spec['mode']} seed {spec['seed']} failed (rc {proc.returncode})")
-        log("     " + "\n     ".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
-        return {**spec, "error": (proc.stderr or proc.stdout)[-4000:]}
-    res = json.loads(line[len("RESULT_JSON:"):])
-    res["process_seconds"] = round(wall, 2)
+    try:
+        res = run_worker(__file__, spec, threads=spec["threads"], hash_seed=spec["seed"], cwd=REPO)
+    except WorkerError as e:
+        log(f"  !! {spec['lib']} {spec['algo']} {spec['mode']} seed {spec['seed']} failed (rc {e.returncode})")
+        log("     " + "\n     ".join(e.tail(15)))
+        return {**spec, "error": e.output[-4000:]}
+    res["process_seconds"] = round(time.perf_counter() - t0, 2)
     return res
 
 
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, nd=0, width=None):
-    s = "—" if x is None else (f"{x:,.{nd}f}" if isinstance(x, (int, float)) else str(x))
-    return s if width is None else s.rjust(width)
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str] = {"python": platform.python_version()}
-    for mod in ("critic", "torch", "gymnasium", "stable_baselines3", "numpy"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover
-            versions[mod] = "missing"
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "loadavg_start": loadavg()}
-
-
-def ok(rows):
-    return [r for r in rows if "error" not in r]
-
-
-def pair_rows(results, algo, mode):
-    """[(critic_result, sb3_result)] in run order for one algorithm and mode."""
-    rs = [r for r in results if r["algo"] == algo and r["mode"] == mode]
-    by_pair: dict[int, dict[str, Any]] = {}
-    for r in rs:
-        by_pair.setdefault(r["pair"], {})[r["lib"]] = r
-    return [(p.get("critic"), p.get("sb3")) for _, p in sorted(by_pair.items())]
-
-
 def summarize_throughput(results, algo) -> dict[str, Any] | None:
-    pairs = [(a, b) for a, b in pair_rows(results, algo, "throughput") if a and b and "error" not in a
-             and "error" not in b]
-    if not pairs:
+    ps = [(a, b) for a, b in pairs(results, algo=algo, mode="throughput") if good(a, b)]
+    if not ps:
         return None
-    s: dict[str, Any] = {"pairs": len(pairs)}
+    s: dict[str, Any] = {"pairs": len(ps)}
     for lib, i in (("critic", 0), ("sb3", 1)):
-        rs = [p[i] for p in pairs]
+        rs = [p[i] for p in ps]
         s[lib] = {k: median([r.get(k) for r in rs]) for k in
                   ("steps_per_second", "grad_updates_per_second", "train_seconds", "collect_seconds",
                    "update_seconds", "other_seconds", "ms_per_grad_update", "setup_seconds", "import_seconds",
                    "peak_rss_mb")}
         s[lib]["final_mean"] = median([r["final"]["mean"] for r in rs])
-    s["ratio_steps_per_second"] = median([a["steps_per_second"] / b["steps_per_second"] for a, b in pairs])
+    s["ratio_steps_per_second"] = median([a["steps_per_second"] / b["steps_per_second"] for a, b in ps])
     s["ratio_of_medians"] = ratio(s["critic"]["steps_per_second"], s["sb3"]["steps_per_second"])
     s["ratio_update_time"] = ratio(s["critic"]["update_seconds"], s["sb3"]["update_seconds"])
     s["ratio_collect_time"] = ratio(s["critic"]["collect_seconds"], s["sb3"]["collect_seconds"])
     return s
 
 
-def median_unsolved_last(xs):
-    """Median where an unsolved run (None) counts as slower than any solved one; None if the
-    median itself is unsolved."""
-    if not xs:
-        return None
-    m = statistics.median([math.inf if x is None else x for x in xs])
-    return None if math.isinf(m) else m
-
-
 def summarize_solve(results, algo, mode) -> dict[str, Any] | None:
-    pairs = pair_rows(results, algo, mode)
-    if not pairs:
+    ps = pairs(results, algo=algo, mode=mode)
+    if not ps:
         return None
     s: dict[str, Any] = {}
     for lib, i in (("critic", 0), ("sb3", 1)):
-        rs = [p[i] for p in pairs if p[i] and "error" not in p[i]]
+        rs = [p[i] for p in ps if good(p[i])]
         stable = [r["stable_solved_at"]["train_seconds"] if r["stable_solved_at"] else None for r in rs]
         first = [r["solved_at"]["train_seconds"] if r["solved_at"] else None for r in rs]
         s[lib] = {"runs": len(rs), "stable_solved": sum(x is not None for x in stable),
@@ -479,11 +321,11 @@ def print_report(res: dict[str, Any], log) -> list[str]:
     m = res["machine"]
     log(f"critic vs Stable-Baselines3, {ENV_ID}, {res['args']['threads']} torch thread(s), {m['cpu']} "
         f"({m['cores']} cores), load {m['loadavg_start']} -> {res.get('loadavg_end')}")
-    log("versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    log("versions: " + versions_text(m))
     md: list[str] = [f"### On-policy CartPole-v1 — {res['date']}", "",
                      f"{m['cpu']}, {m['cores']} cores, {res['args']['threads']} torch thread(s), "
                      f"load average at start {m['loadavg_start']}; "
-                     + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
+                     + versions_text(m), ""]
     for algo in res["args"]["algos"]:
         s = summ.get(algo, {}).get("throughput")
         if s is None:
@@ -494,8 +336,8 @@ def print_report(res: dict[str, Any], log) -> list[str]:
         log(f"{'pair':>4} {'seed':>4} | {'critic sps':>10} {'SB3 sps':>9} {'ratio':>6} | "
             f"{'critic s':>8} {'(coll/upd)':>13} {'SB3 s':>7} {'(coll/upd)':>13} | {'ret critic':>10} "
             f"{'ret SB3':>8}")
-        for i, (a, b) in enumerate(pair_rows(results, algo, "throughput")):
-            if not a or not b or "error" in a or "error" in b:
+        for i, (a, b) in enumerate(pairs(results, algo=algo, mode="throughput")):
+            if not good(a, b):
                 log(f"{i:>4}  (failed)")
                 continue
             log(f"{i:>4} {a['seed']:>4} | {fmt(a['steps_per_second'], 0, 10)} {fmt(b['steps_per_second'], 0, 9)} "
@@ -537,8 +379,8 @@ def print_report(res: dict[str, Any], log) -> list[str]:
                 p = r.get(key)
                 return "—" if p is None else f"{p['train_seconds']:.1f}s@{p['env_steps'] // 1000}k"
 
-            for a, b in pair_rows(results, algo, mode):
-                if not a or not b or "error" in a or "error" in b:
+            for a, b in pairs(results, algo=algo, mode=mode):
+                if not good(a, b):
                     log("      (failed)")
                     continue
                 log(f"{a['seed']:>4} | {cell(a, 'solved_at'):>12} {cell(a, 'stable_solved_at'):>14} "
@@ -616,13 +458,13 @@ def main(argv: list[str] | None = None) -> int:
                          "n_timesteps: PPO 100k, A2C 500k)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 10k steps, first seed, 1 pair, eval every 2.5k")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "bench_onpolicy.json"),
+    ap.add_argument("--out", default=str(OUT_DIR / "bench_onpolicy.json"),
                     help="results JSON path")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
-        print("RESULT_JSON:" + json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        serve_worker(work, args.worker)
         return 0
 
     if args.quick:
@@ -630,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.view_steps is None:
             args.view_steps = 10_000
     log = lambda s="": print(s, flush=True)  # noqa: E731
-    res: dict[str, Any] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           "machine": machine_info(), "args": vars(args) | {"worker": None},
+    res: dict[str, Any] = {"date": utc_date(),
+                           "machine": machine_info(MODULES), "args": vars(args) | {"worker": None},
                            "hyperparameters": {"ppo": PPO_HP, "a2c": A2C_HP}, "runs": [], "summary": {}}
     log(f"bench_onpolicy: algos {args.algos}, parts {args.parts}, {args.steps:,} steps, seeds {args.seeds}, "
         f"{args.pairs} pair(s), {args.threads} thread(s); load {res['machine']['loadavg_start']}")
@@ -660,46 +502,28 @@ def main(argv: list[str] | None = None) -> int:
                 run_pair(algo, "solve", seed, i, args.steps)
             summ["solve"] = summarize_solve(res["runs"], algo, "solve")
         if 3 in args.parts:
-            preset = REPO / "critic" / "presets" / f"{algo}_cartpole.yaml"
-            if not preset.exists():
-                summ["view_note"] = (f"skipped: {preset.relative_to(REPO)} does not exist yet "
+            found = preset(algo, "cartpole", missing_ok=True)
+            if found is None:
+                summ["view_note"] = (f"skipped: critic/presets/{algo}_cartpole.yaml does not exist yet "
                                      "(critic has no CartPole preset to compare)")
                 log(f"  [3] {algo}: {summ['view_note']}")
             else:
-                steps = args.view_steps or _preset_steps(preset) or ZOO_STEPS[algo]
+                # both sides train for the preset's own budget, so the stable solve is judged over the
+                # same horizon (RL-Zoo's A2C schedule is constant, so a shorter run is the same
+                # trajectory cut earlier; its PPO budget is 100k, the same as the preset's)
+                steps = args.view_steps or preset_steps(found[1]) or ZOO_STEPS[algo]
                 summ["view_steps"] = steps
                 for i, seed in enumerate(args.seeds):
                     run_pair(algo, "view", seed, i, steps)
                 summ["view"] = summarize_solve(res["runs"], algo, "view")
-        res["summary"] = {k: v for k, v in res["summary"].items()}
-        _write(args.out, res)  # partial results survive an interrupted run
+        write_results(args.out, res)  # partial results survive an interrupted run
 
     res["loadavg_end"] = loadavg()
     res["markdown"] = print_report(res, log)
-    _write(args.out, res)
+    write_results(args.out, res)
     log("")
     log(f"results written to {args.out}")
     return 0 if not any("error" in r for r in res["runs"]) else 1
-
-
-def _preset_steps(path: Path) -> int | None:
-    """The preset's own budget (``steps:``); both sides of part 3 train that long, so the stable
-    solve is judged over the same horizon (RL-Zoo's A2C schedule is constant, so a shorter run
-    is the same trajectory cut earlier; its PPO budget is 100k, the same as the preset's)."""
-    try:
-        import yaml
-        data = yaml.safe_load(path.read_text()) or {}
-        return int(float(data["steps"])) if "steps" in data else None
-    except Exception:
-        return None
-
-
-def _write(path: str, res: dict[str, Any]) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=str))
-    tmp.replace(p)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,11 @@ class Agent:
         return metrics
 
     @property
+    def stepper(self):
+        """The training envs' stepper (``envs/step.EnvStepper``), or None without envs."""
+        return self.stream.stepper if self.stream is not None else None
+
+    @property
     def obs_norm(self):
         """The observation normaliser (``normalize_obs``), or None."""
         return self.prep.obs_norm

@@ -118,6 +118,7 @@ class A2C(Agent):
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         # an episodic rollout runs to the episode's end (the storage doubles from 256 as needed)
         self.collector = on_policy_collector(self, 256 if cfg.episodic else cfg.n_steps, cfg.episodic)
+        self.buffer = self.collector.buffer
 
     def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         opt = self.optims["main"]

@@ -169,6 +169,11 @@ class A3C(Agent):
                            start_method=cfg.start_method)
 
     @property
+    def runner(self) -> Any:
+        """The runner of the workers (local processes or Ray actors), None before the first learn()."""
+        return self._runner
+
+    @property
     def worker_restarts(self) -> list[int]:
         """Restarts so far, per worker."""
         return list(self._runner.restarts) if self._runner is not None else [0] * self.cfg.workers

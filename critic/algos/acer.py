@@ -230,6 +230,7 @@ class ACER(Agent):
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 else torch.float32
         replay = SequenceReplay(cfg.buffer_size, cfg.n_steps, cfg.num_envs, self.obs_space.shape, obs_dtype,
                                 n_actions, self.device)
+        self.replay = replay
         self.collector = SequenceCollector(replay, self.nets.online.probs, n_actions, self.device, seed=cfg.seed,
                                            replay_ratio=cfg.replay_ratio, replay_start=cfg.replay_start,
                                            replay_poisson=cfg.replay_poisson, save_replay=cfg.save_replay,

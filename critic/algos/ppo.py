@@ -178,6 +178,7 @@ class PPO(Agent):
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         self.kl_coef = torch.tensor(float(cfg.kl_coef), device=self.device) if cfg.kl_penalty != "none" else None
         self.collector = on_policy_collector(self, cfg.n_steps)
+        self.buffer = self.collector.buffer
 
     def clip_range(self) -> float | None:
         """The clipping range of the next update (``clip_schedule``), None when unclipped."""

@@ -187,7 +187,7 @@ class SAC(Agent):
         replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
                               cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
         self.collector = ReplayCollector(replay, cfg, self.act_space, self.device, self._explore)
-        self.env_action = self.collector.to_env
+        self.replay, self.scaler, self.env_action = replay, self.collector.scaler, self.collector.to_env
 
     def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return update(self.nets, self.optims, batch, self.cfg, self.target_entropy)

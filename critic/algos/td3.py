@@ -79,7 +79,8 @@ class TD3(Agent):
 
     def _build(self) -> None:
         self.nets, self.optims, self.exploration, self.collector = build_deterministic(self, self.cfg.n_critics)
-        self.env_action = self.collector.to_env
+        self.replay, self.scaler, self.env_action = self.collector.replay, self.collector.scaler, self.collector.to_env
+        self.noise = self.exploration.noise
 
     def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return update(self.nets, self.optims, batch, self.cfg, self.updates + 1)

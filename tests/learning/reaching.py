@@ -12,7 +12,7 @@ def reach(algo: str, preset: str, bar: float, budget: int = 100_000, every: int 
     """
     data = read_preset(find_preset(preset, algo))
     agent = get_algo(algo)(env_id, **{**data["hparams"], "seed": seed, **overrides})
-    evals = agent._run["evals"]
+    evals = agent.evaluations
 
     def stop_when_reached(agent, info):
         return not (evals and evals[-1]["mean"] >= bar)

@@ -19,7 +19,7 @@ FLAVOURS = {  # exactly the README's lines
 @pytest.mark.parametrize("flavour", list(FLAVOURS))
 def test_readme_flavour_line_learns_cartpole(flavour, seed):
     agent = critic.A2C("CartPole-v1", seed=seed, **FLAVOURS[flavour])
-    evals = agent._run["evals"]
+    evals = agent.evaluations
     agent.learn(100_000, lambda a, info: not (evals and evals[-1]["mean"] >= 195), eval_every=5_000,
                 progress_bar=False)
     agent.close()

@@ -73,7 +73,7 @@ def test_sigkilled_worker_is_restarted_and_training_completes():
 
     def kill_once(a, info):
         if not killed and a.env_steps > 300:
-            pid = worker_pids(a._runner)[0]
+            pid = worker_pids(a.runner)[0]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
@@ -110,7 +110,7 @@ def test_restart_budget_exhausted_names_worker_and_cause():
         with pytest.raises(WorkerError, match=r"worker 0 failed 2 times.*max_restarts=1.*"
                                               r"RuntimeError: environment exploded at step 30"):
             agent.learn(5000, progress_bar=False)
-    assert agent._runner.procs == [None]  # everything stopped
+    assert agent.runner.procs == [None]  # everything stopped
     agent.close()
 
 

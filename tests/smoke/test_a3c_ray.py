@@ -81,7 +81,7 @@ def test_killed_actor_is_restarted_and_training_completes():
 
     def kill_once(a, info):
         if not killed and a.env_steps > 300:
-            ray.kill(a._runner.actors[0], no_restart=True)
+            ray.kill(a.runner.actors[0], no_restart=True)
             killed.append(True)
 
     with pytest.warns(RuntimeWarning, match="worker 0 failed .*restarted"):

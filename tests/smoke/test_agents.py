@@ -27,7 +27,7 @@ def test_learn_predict_evaluate(cls, env):
     agent = make(cls, env)
     agent.learn(200, progress_bar=False)
     assert agent.env_steps >= 200 and agent.updates >= 1
-    obs, _ = agent._make_eval_env().reset(seed=0)
+    obs, _ = agent.make_eval_env().reset(seed=0)
     a = agent.predict(obs, deterministic=True)
     assert agent.act_space.contains(np.asarray(a, dtype=agent.act_space.dtype))
     batch = agent.predict(np.stack([obs, obs, obs]))

@@ -130,7 +130,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(tmp_
             "--set", "n_steps=64", "batch_size=64", "n_epochs=1", "--eval-every", "256", "--eval-episodes", "1"]
     real = Agent._iteration
 
-    def crash(self, target):
+    def crash(self):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Agent, "_iteration", crash)

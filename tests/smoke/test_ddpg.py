@@ -35,7 +35,7 @@ def test_every_update_moves_actor_and_both_targets_by_tau():
     at0, ct0, a0 = snap(nets.actor_target), snap(nets.critic_target), snap(nets.actor)
     for p in nets.critic.parameters():
         p.grad.zero_()
-    agent._update()
+    agent.update()
     assert any(not torch.equal(a, b) for a, b in zip(a0, nets.actor.parameters()))
     for tgt0, tgt, src in ((at0, nets.actor_target, nets.actor), (ct0, nets.critic_target, nets.critic)):
         for t0, t1, s in zip(tgt0, tgt.parameters(), src.parameters()):

@@ -49,7 +49,7 @@ def _run(name: str, seed: int):
         params = torch.cat([p.detach().flatten() for p in agent.nets.parameters()])
         moments = [v.clone() for opt in agent.optims.values() for st in opt.state.values()
                    for v in st.values() if torch.is_tensor(v)]
-        trace = {"train_returns": list(agent._recent_returns), "episodes": agent.episodes,
+        trace = {"train_returns": list(agent.recent_returns), "episodes": agent.episodes,
                  "env_steps": agent.env_steps, "updates": agent.updates,
                  "eval_returns": agent.evaluate(3)["returns"]}
     finally:

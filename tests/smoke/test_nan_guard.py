@@ -62,7 +62,7 @@ def test_log_time_check_names_the_loss_or_parameter(tmp_path):
         agent.learn(64, progress_bar=False)
     # whichever was reported first, the poisoned parameter is the cause
     with pytest.raises(NonFiniteError, match=name):
-        agent._check_finite("check")
+        agent.check_finite("check")
 
 
 def test_save_refuses_non_finite_weights_and_keeps_the_previous_file(tmp_path):

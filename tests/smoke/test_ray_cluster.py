@@ -34,8 +34,8 @@ def test_a3c_workers_on_two_nodes(cluster):
     assert agent.env_steps >= 2000 and agent.env_steps == agent.updates * 5
     nodes = ray.nodes()
     assert len(nodes) == 3 and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
-    agent._runner.start(agent.env_steps, agent.env_steps)  # fresh actors, no budget: just placed
-    placed = {w.split(":")[0] for w in agent._runner.worker_nodes()}
+    agent.runner.start(agent.env_steps, agent.env_steps)  # fresh actors, no budget: just placed
+    placed = {w.split(":")[0] for w in agent.runner.worker_nodes()}
     head = next(n["NodeID"] for n in nodes if n["Resources"].get("CPU", 0) == 0)
     assert len(placed) == 2 and head not in placed  # one worker per one-CPU node
     agent.close()

@@ -43,7 +43,7 @@ def test_learn_with_two_samplers(algo):
     agent.learn(640, progress_bar=False)
     assert agent.env_steps == 640 and agent.updates == 10 and agent.episodes > 0
     assert not torch.equal(_flat(agent).detach(), before)
-    nodes = agent._sampler.worker_nodes()
+    nodes = agent.collector.sampler.worker_nodes()
     assert len(set(nodes)) == 2  # two separate actor processes
     agent.close()
 
@@ -51,19 +51,19 @@ def test_learn_with_two_samplers(algo):
 def test_samplers_act_with_the_learners_weights_and_their_rollouts_are_side_by_side():
     # each sampler is a seeded in-process agent of the same class: its rollout equals what a
     # local agent with the same seed and the learner's weights collects
-    from critic.algos.common import worker_hparams
+    from critic.config import worker_hparams
 
     agent = critic.A2C("CartPole-v1", backend="ray", workers=2, n_steps=8, num_envs=2, hidden_sizes=(16,))
     with torch.no_grad():
         _flat(agent).add_(0.05 * torch.randn_like(_flat(agent)))
-    agent._collect_rollout()
+    agent.collector.collect(agent.stream, 0)
     remote = {k: v.clone() for k, v in agent.buffer.view().items()}
     for w in range(2):
         local = critic.A2C("CartPole-v1", worker_hparams(agent.cfg, critic.A2CConfig, w, 0))
         with torch.no_grad():
             _flat(local).copy_(_flat(agent))
-        local._obs = local._norm_obs(local.stepper.reset(seed=local.cfg.seed), update=True)
-        local._collect_rollout()
+        local.stream.reset(seed=local.cfg.seed)
+        local.collector.collect(local.stream, 0)
         mine = local.buffer.view()
         for k in FIELDS:
             torch.testing.assert_close(remote[k][:, 2 * w:2 * w + 2], mine[k], rtol=0, atol=0, msg=k)
@@ -76,7 +76,7 @@ def test_dead_sampler_is_replaced_and_its_rollout_collected_again(tmp_path):
     agent = critic.PPO(env, backend="ray", workers=2, n_steps=16, num_envs=1, batch_size=16, hidden_sizes=(16,))
     with pytest.warns(RuntimeWarning, match="sampling worker \\d failed .*environment exploded"):
         agent.learn(640, progress_bar=False)
-    assert agent.env_steps == 640 and sum(agent._sampler.restarts) == 1
+    assert agent.env_steps == 640 and sum(agent.collector.sampler.restarts) == 1
     agent.close()
 
 

@@ -45,7 +45,7 @@ _SECOND_HALF = textwrap.dedent("""
         warnings.simplefilter("error")  # the envs' state must restore without a warning
         agent = critic.load(ckpt_path)
     if drop_env_state:
-        agent._obs = None
+        agent.stream.obs = None
     agent.learn(n, progress_bar=False)
     agent.save(out)
 """)

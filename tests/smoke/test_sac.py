@@ -160,7 +160,7 @@ def test_alpha_moves_towards_the_entropy_target():
         agent = discrete(target_entropy=target, learning_rate=1e-2)
         a0 = float(agent.nets.log_alpha.detach())
         agent.learn(80, progress_bar=False)
-        ent = float(agent._update()["train/entropy"])
+        ent = float(agent.update()["train/entropy"])
         moved = float(agent.nets.log_alpha.detach()) - a0
         assert (ent > agent.target_entropy) == (direction < 0)
         assert moved * direction > 0

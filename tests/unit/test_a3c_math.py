@@ -106,6 +106,6 @@ def test_episodic_a3c_counts_every_env_step_of_its_episodes():
         agent.learn(400)
         # one worker, one env: one update per finished CartPole episode, and its return is its length
         assert agent.updates == agent.episodes <= 100
-        assert agent.env_steps == sum(agent._recent_returns) >= 400
+        assert agent.env_steps == sum(agent.recent_returns) >= 400
     finally:
         agent.close()

@@ -151,6 +151,6 @@ def test_unknown_ale_id_is_a_clear_error():
 def test_a2c_learns_a_few_steps_on_pong():
     agent = critic.A2C("ALE/Pong-v5", num_envs=2, n_steps=5)
     agent.learn(40)
-    env = agent._make_eval_env()
+    env = agent.make_eval_env()
     assert not any(t.__name__ in ("ClipReward", "EpisodicLife") for t in _wrappers(env))
     env.close()

@@ -142,6 +142,6 @@ def test_agent_restores_envs_without_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded = critic.load(path)
-    np.testing.assert_array_equal(loaded._obs, agent._obs)
-    np.testing.assert_array_equal(loaded.stepper._ep_ret, agent.stepper._ep_ret)
+    np.testing.assert_array_equal(loaded.stream.obs, agent.stream.obs)
+    np.testing.assert_array_equal(loaded.stepper.ep_ret, agent.stepper.ep_ret)
     assert loaded.venv.envs[0].unwrapped.state.tolist() == agent.venv.envs[0].unwrapped.state.tolist()

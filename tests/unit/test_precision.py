@@ -33,8 +33,8 @@ def test_bf16_updates_keep_float32_state_and_stay_close_to_float32(name):
         for opt in agent.optims.values():
             for st in opt.state.values():
                 assert all(v.dtype == torch.float32 for v in st.values() if torch.is_tensor(v) and v.is_floating_point())
-        with agent._update_precision():
-            batch = agent._sample()
+        with agent.collector.precision():
+            batch = agent.collector.sample()
             q = agent.nets.critic(batch["obs"], None if name == "sac_discrete" else batch["actions"])
         assert q.dtype == torch.float32  # the outputs leave the network as float32
         runs[prec] = _params(agent)
@@ -72,7 +72,7 @@ def test_precision_is_validated_and_saved(tmp_path):
 
 
 def test_cpu_bf16_detection_and_warning(tmp_path, monkeypatch):
-    from critic import agent as agent_mod
+    from critic.collect import replay as agent_mod  # where the replay collector looks the CPU up
     from critic.nn import cpu_has_native_bf16
 
     with_bf16, without, arm = tmp_path / "a", tmp_path / "b", tmp_path / "c"
