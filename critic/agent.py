@@ -10,10 +10,7 @@ collect and update).
 
 from __future__ import annotations
 
-import math
 import os
-import signal
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -28,12 +25,13 @@ from critic import checkpoint as ckpt
 from critic.checkpoint import NonFiniteError
 from critic.collect import Collector, EnvStream, Preprocess
 from critic.config import Config, ConfigError, build_config, resolve_device
-from critic.envs.check import check_env_or_raise
-from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
+from critic.envs.episodes import eval_env_for, open_training_env, play_episodes, reward_threshold
+from critic.envs.make import EnvError, EnvSpec, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.envs.state import NotRestorable, capture, restore_env
-from critic.logger import Clock, Progress, RunLogger, to_float, write_summary
-from critic.nn import is_image_space, set_cpu_threads
+from critic.logger import Clock, Every, Progress, RunLogger, metrics_row, sigint_flag, write_summary
+from critic.modules.actions import box_clipper
+from critic.nn import compile_forwards, is_image_space, set_cpu_threads
 from critic.seeding import rng_state, seed_everything, set_rng_state
 from critic.version import __version__
 
@@ -68,29 +66,12 @@ class Agent:
         self.env_spec = env
         """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
         self.np_rng = seed_everything(cfg.seed)
-        self.venv: gym.vector.VectorEnv | None = None
         self._eval_env: gym.Env | None = None
         self._eval_seed: int | None = None
         self.env_steps = 0
-        if env is not None:
-            # spaces, API and a 2-step probe (about 1 ms; an Atari reset 0.1 s) before N envs are built
-            check_env_or_raise(env, probe_steps=2, allow_import=self.allow_import, seed=cfg.seed,
-                               allowed_actions=self.allowed_actions)
-            self.venv = make_vec_env(env, cfg.num_envs, cfg.seed, cfg.vectorization, self.allow_import)
-            obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
-            if spaces is not None and not (same_space(obs_space, spaces[0]) and same_space(act_space, spaces[1])):
-                self.venv.close()
-                raise EnvError(f"the environment's spaces ({obs_space}, {act_space}) differ from the model's "
-                               f"({spaces[0]}, {spaces[1]})")
-        elif spaces is not None:
-            obs_space, act_space = spaces
-        else:
-            raise EnvError("an environment is required (a Gymnasium id, a gymnasium.Env or a callable)")
-        try:
-            check_spaces(obs_space, act_space, self.allowed_actions)
-        except EnvError:
-            self.close()
-            raise
+        self.venv, obs_space, act_space = open_training_env(
+            env, num_envs=cfg.num_envs, seed=cfg.seed, vectorization=cfg.vectorization,
+            allow_import=self.allow_import, allowed_actions=self.allowed_actions, spaces=spaces)
         self.obs_space, self.act_space = obs_space, act_space
         self.image = is_image_space(obs_space)
         if cfg.normalize_obs and self.image:
@@ -100,7 +81,7 @@ class Agent:
         self.prep = Preprocess(obs_space, self.image, cfg.num_envs, cfg.gamma, cfg.normalize_obs,
                                cfg.normalize_reward, cfg.reward_scale)
         self.stream = EnvStream(self.venv, self.prep) if self.venv is not None else None
-        self.env_action = self._clip_to_box  # policy action -> env action; replay algorithms rescale instead
+        self.env_action = box_clipper(act_space)  # policy action -> env action; replay algorithms rescale instead
         self.updates = 0
         self.episodes = 0
         self.resets = 0
@@ -112,7 +93,7 @@ class Agent:
         self._resume_span: tuple[int, int] | None = None
         self._build()
         if cfg.compile:
-            self._compile()
+            compile_forwards(self.nets)
 
     # ------------------------------------------------------------------ algorithm hooks
     def _build(self) -> None:
@@ -197,22 +178,6 @@ class Agent:
         """Training time so far (wall time minus evaluation time), over every learn() call."""
         return float(self._run["train"])
 
-    def _clip_to_box(self, a: np.ndarray) -> np.ndarray:
-        """On-policy Gaussian actions clipped to the Box (other spaces pass through)."""
-        if isinstance(self.act_space, gym.spaces.Box):
-            return np.clip(a, self.act_space.low, self.act_space.high)
-        return a
-
-    def _compile(self) -> None:
-        """torch.compile each network's forward in place (parameters and state_dict keys are
-        untouched, so checkpoints stay interchangeable with eager runs)."""
-        for m in self.nets.modules():
-            if m is not self.nets and type(m).forward is not nn.Module.forward and not isinstance(
-                    m, (nn.Linear, nn.ReLU, nn.Tanh)) and any(True for _ in m.parameters()):
-                if not getattr(m, "_critic_compiled", False):
-                    m.forward = torch.compile(m.forward)
-                    m._critic_compiled = True
-
     def _require_env(self) -> EnvStream:
         if self.stream is None:
             raise EnvError("this agent has no environment (it was loaded without one); "
@@ -256,72 +221,56 @@ class Agent:
         span, self._resume_span = self._resume_span, None
         self._learn_span = (span[0], span[1]) if span and span[0] <= start < span[1] == target else (start, target)
         if threshold is None:
-            threshold = self._default_threshold()
+            threshold = reward_threshold(self.env_spec)
         run = RunLogger(run_dir) if run_dir is not None else None
         clock = Clock(self._run["wall"], self._run["train"])
         progress = Progress(target, start, progress_bar, desc=f"{self.algo} {self.env_id or ''}".strip())
-        interrupted = threading.Event()
-        old_handler = self._install_sigint(interrupted)
         if stream.obs is None:
             stream.reset(seed=self.cfg.seed + 1000 * self.resets)
             self.resets += 1
-        next_log = start + self.cfg.log_every
-        next_eval = start + eval_every if eval_every else math.inf
-        next_ckpt = start + checkpoint_every if checkpoint_every else math.inf
+        log, evals, ckpts = Every(start, self.cfg.log_every), Every(start, eval_every), Every(start, checkpoint_every)
         last_log_t, last_log_steps = clock.train, start
         pending: list[float] = []
         metrics: dict[str, torch.Tensor] = {}
-        try:
-            self._learn_begin(target)
-            while self.env_steps < target and not interrupted.is_set():
-                try:
-                    metrics = self._iteration()
-                except Exception as e:
-                    # Diverged weights surface as NaN actions (an env that rejects them, a sampler
-                    # that raises): report the parameter, not the symptom.
-                    self.check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-                    raise
-                new_eps, self._finished = self._finished, []
-                pending.extend(new_eps)
-                if self.env_steps >= next_log or self.env_steps >= target:
-                    now = clock.train
-                    sps = (self.env_steps - last_log_steps) / max(now - last_log_t, 1e-9)
-                    row = self._log_row(metrics, pending, sps, clock)
-                    if run is not None:
-                        run.log_metrics(row)
-                    progress.update(self.env_steps, float(np.mean(self.recent_returns)) if self.recent_returns else None, sps)
-                    pending = []
-                    last_log_t, last_log_steps = now, self.env_steps
-                    while next_log <= self.env_steps:
-                        next_log += self.cfg.log_every
-                if self.env_steps >= next_eval or (eval_every and self.env_steps >= target):
-                    t0 = time.perf_counter()
-                    res = self.evaluate(eval_episodes)
-                    clock.eval_time += time.perf_counter() - t0
-                    row = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
-                           "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"],
-                           "episodes": eval_episodes}
-                    self._run["evals"].append(row)
-                    if run is not None:
-                        run.log_eval(row)
-                    while next_eval <= self.env_steps:
-                        next_eval += eval_every
-                if run is not None and self.env_steps >= next_ckpt:
-                    self._save_run_checkpoint(run_dir, clock)
-                    while next_ckpt <= self.env_steps:
-                        next_ckpt += checkpoint_every
-                if callback is not None:
-                    info = {"env_steps": self.env_steps, "updates": self.updates, "metrics": metrics,
-                            "episode_returns": new_eps}
-                    if callback(self, info) is False:
-                        break
-        finally:
+        with sigint_flag() as interrupted:
             try:
-                self._learn_end()
+                self._learn_begin(target)
+                while self.env_steps < target and not interrupted.is_set():
+                    try:
+                        metrics = self._iteration()
+                    except Exception as e:
+                        # Diverged weights surface as NaN actions (an env that rejects them, a
+                        # sampler that raises): report the parameter, not the symptom.
+                        self.check_finite(f"training stopped ({type(e).__name__}: "
+                                          f"{str(e).splitlines()[0] if str(e) else ''})")
+                        raise
+                    new_eps, self._finished = self._finished, []
+                    pending.extend(new_eps)
+                    if log.due(self.env_steps) or self.env_steps >= target:
+                        sps = (self.env_steps - last_log_steps) / max(clock.train - last_log_t, 1e-9)
+                        row = metrics_row(self._counters(), metrics, pending, sps, clock)
+                        self.check_finite("training stopped")
+                        if run is not None:
+                            run.log_metrics(row)
+                        progress.update(self.env_steps, float(np.mean(self.recent_returns)) if self.recent_returns
+                                        else None, sps)
+                        pending, last_log_t, last_log_steps = [], clock.train, self.env_steps
+                        log.advance(self.env_steps)
+                    if evals.due(self.env_steps) or (eval_every and self.env_steps >= target):
+                        self._periodic_eval(eval_episodes, clock, run)
+                        evals.advance(self.env_steps)
+                    if run is not None and ckpts.due(self.env_steps):
+                        self._save_run_checkpoint(run_dir, clock)
+                        ckpts.advance(self.env_steps)
+                    if callback is not None and callback(self, {"env_steps": self.env_steps, "updates": self.updates,
+                                                                "metrics": metrics, "episode_returns": new_eps}) is False:
+                        break
             finally:
-                progress.close()
-                self._restore_sigint(old_handler)
-            self._run["wall"], self._run["train"] = clock.wall, clock.train
+                try:
+                    self._learn_end()
+                finally:
+                    progress.close()
+                self._run["wall"], self._run["train"] = clock.wall, clock.train
         if run is not None:
             self._save_run_checkpoint(run_dir, clock)
             if not interrupted.is_set():
@@ -334,54 +283,24 @@ class Agent:
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
         return self
 
-    def _install_sigint(self, flag: threading.Event):
-        if threading.current_thread() is not threading.main_thread():
-            return None
+    def _periodic_eval(self, episodes: int, clock: Clock, run: RunLogger | None) -> None:
+        t0 = time.perf_counter()
+        res = self.evaluate(episodes)
+        clock.eval_time += time.perf_counter() - t0
+        row = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
+               "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"], "episodes": episodes}
+        self._run["evals"].append(row)
+        if run is not None:
+            run.log_eval(row)
 
-        def handler(signum, frame):
-            if flag.is_set():  # second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            flag.set()
-
-        try:
-            return signal.signal(signal.SIGINT, handler)
-        except ValueError:  # pragma: no cover
-            return None
-
-    @staticmethod
-    def _restore_sigint(old) -> None:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-
-    def _default_threshold(self) -> float | None:
-        if isinstance(self.env_spec, str):
-            try:
-                return gym.spec(self.env_spec).reward_threshold
-            except Exception:
-                return None
-        return None
+    def _counters(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes}
 
     def _record_episodes(self, returns: list[float]) -> None:
         if returns:
             self.episodes += len(returns)
             self.recent_returns.extend(returns)
             self._finished.extend(returns)
-
-    def _log_row(self, metrics: dict[str, torch.Tensor], episode_returns: list[float], sps: float,
-                 clock: Clock) -> dict[str, Any]:
-        row: dict[str, Any] = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
-                               "train_seconds": round(clock.train, 3), "updates": self.updates,
-                               "episodes": self.episodes}
-        row["env/episodic_return"] = float(np.mean(episode_returns)) if episode_returns else ""
-        row["perf/sps"] = round(sps, 1)
-        for k, v in metrics.items():
-            f = to_float(v)
-            if not math.isfinite(f):
-                raise NonFiniteError(f"{k} became {f} at env step {self.env_steps} (update {self.updates}); "
-                                     "training stopped, the last good checkpoint is kept")
-            row[k] = f
-        self.check_finite("training stopped")
-        return row
 
     def check_finite(self, what: str) -> None:
         """Raise :class:`NonFiniteError` naming the first parameter or buffer that is NaN/inf
@@ -416,14 +335,7 @@ class Agent:
 
     def make_eval_env(self, render_mode: str | None = None) -> gym.Env:
         """A single env to evaluate (or render) on: Atari games whole, with raw rewards."""
-        if self.env_spec is None:
-            raise EnvError("this agent has no environment to evaluate on; pass env= to critic.load")
-        spec = self.env_spec
-        if isinstance(spec, gym.vector.VectorEnv):
-            raise EnvError("cannot build an evaluation env from a vector env instance; pass an id or a callable")
-        if isinstance(spec, gym.Env):
-            return spec
-        return make_env(spec, render_mode=render_mode, allow_import=self.allow_import, atari_eval=True)
+        return eval_env_for(self.env_spec, render_mode, self.allow_import)
 
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: gym.Env | None = None,
                  seed: int | None = None) -> dict[str, Any]:
@@ -439,28 +351,13 @@ class Agent:
             self._eval_seed = None
         else:
             first_seed = seed
-        returns, lengths = [], []
-        for ep in range(n_episodes):
-            obs, _ = env.reset(seed=first_seed if ep == 0 else None)
-            total, n, done = 0.0, 0, False
-            while not done:
-                obs, r, term, trunc, _ = env.step(self.predict(obs, deterministic))
-                total += float(r)
-                n += 1
-                done = term or trunc
-            returns.append(total)
-            lengths.append(n)
+        returns, lengths = play_episodes(env, lambda obs: self.predict(obs, deterministic), n_episodes, first_seed)
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
                 "lengths": lengths}
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"nets/{k}": v for k, v in self.nets.state_dict().items()}
-        optim_meta = {}
-        for name, opt in self.optims.items():
-            t, m = ckpt.optimizer_state(name, opt)
-            tensors.update(t)
-            optim_meta[name] = m
+        tensors, optim_meta = ckpt.training_state(self.nets, self.optims)
         tensors.update(self.prep.state())
         rng_meta, rng_tensors = rng_state(self.np_rng)
         tensors.update(rng_tensors)
@@ -483,10 +380,7 @@ class Agent:
 
     def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
         try:
-            nets_sd = {k[len("nets/"):]: v for k, v in tensors.items() if k.startswith("nets/")}
-            self.nets.load_state_dict(nets_sd, strict=True)
-            for name, opt in self.optims.items():
-                ckpt.load_optimizer_state(name, opt, tensors, meta["optimizers"][name])
+            ckpt.load_training_state(self.nets, self.optims, tensors, meta["optimizers"])
             self.prep.load_state(tensors)
             set_rng_state(meta["rng"], tensors, self.np_rng)
             c = meta["counters"]
@@ -521,10 +415,7 @@ class Agent:
         at ``path`` stays the last good one."""
         self.check_finite("nothing was written")
         tensors, meta = self._state()
-        path = Path(path)
-        if path.suffix == "" or path.is_dir():
-            path = path / ckpt.FILENAME
-        return ckpt.write(path, tensors, meta)
+        return ckpt.write(ckpt.save_path(path), tensors, meta)
 
     def _save_run_checkpoint(self, run_dir, clock: Clock) -> None:
         self._run["wall"], self._run["train"] = clock.wall, clock.train

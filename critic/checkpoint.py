@@ -182,6 +182,25 @@ def load_optimizer_state(name: str, opt: torch.optim.Optimizer, tensors: dict[st
 # CheckpointError naming the path, and returns the tensors it accounts for (see check_tensors),
 # so a caller can refuse a file before it changes anything.
 
+def training_state(nets: torch.nn.Module, optims: dict[str, torch.optim.Optimizer]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A network's ``nets/...`` tensors and its optimizers' states: (tensors, optimizer metadata)."""
+    tensors = {f"nets/{k}": v for k, v in nets.state_dict().items()}
+    meta = {}
+    for name, opt in optims.items():
+        t, meta[name] = optimizer_state(name, opt)
+        tensors.update(t)
+    return tensors, meta
+
+
+def load_training_state(nets: torch.nn.Module, optims: dict[str, torch.optim.Optimizer],
+                        tensors: dict[str, torch.Tensor], optim_meta: dict[str, Any]) -> None:
+    """The inverse of :func:`training_state` (strict: every key must match)."""
+    nets.load_state_dict({k[len("nets/"):]: v for k, v in tensors.items() if k.startswith("nets/")}, strict=True)
+    for name, opt in optims.items():
+        load_optimizer_state(name, opt, tensors, optim_meta[name])
+
+
 def _fail(path: str | os.PathLike, msg: str) -> CheckpointError:
     return CheckpointError(f"{path}: {msg}")
 

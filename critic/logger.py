@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
+
+from critic.checkpoint import NonFiniteError
 
 
 def to_float(v: Any) -> float:
@@ -175,3 +181,62 @@ def write_summary(run_dir: Path, head: dict[str, Any], evals: list[dict[str, Any
         plot_runs([run_dir], run_dir / "curve.png")
     except Exception as e:  # a plot must never cost the run
         print(f"critic: could not draw the learning curve: {e}")
+
+
+class Every:
+    """A cadence in env steps: ``due(step)`` once ``step`` reaches the next multiple past
+    ``start``; ``advance(step)`` moves past it (period 0: never due)."""
+
+    def __init__(self, start: int, period: int):
+        self.period = period
+        self.next = start + period if period else math.inf
+
+    def due(self, step: int) -> bool:
+        return step >= self.next
+
+    def advance(self, step: int) -> None:
+        while self.next <= step:
+            self.next += self.period
+
+
+@contextlib.contextmanager
+def sigint_flag() -> Iterator[threading.Event]:
+    """Within the block, a first Ctrl-C sets the yielded event (training stops at the end of its
+    iteration and checkpoints); a second one raises KeyboardInterrupt at once. Outside the
+    main thread Ctrl-C is left as it is."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # pragma: no cover
+        old = None
+    try:
+        yield flag
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def metrics_row(counters: dict[str, Any], metrics: dict[str, Any], episode_returns: list[float], sps: float,
+                clock: Clock) -> dict[str, Any]:
+    """A metrics.csv row; a non-finite metric raises :class:`NonFiniteError` naming it."""
+    row: dict[str, Any] = {"env_steps": counters["env_steps"], "wall_seconds": round(clock.wall, 3),
+                           "train_seconds": round(clock.train, 3), "updates": counters["updates"],
+                           "episodes": counters["episodes"]}
+    row["env/episodic_return"] = float(np.mean(episode_returns)) if episode_returns else ""
+    row["perf/sps"] = round(sps, 1)
+    for k, v in metrics.items():
+        f = to_float(v)
+        if not math.isfinite(f):
+            raise NonFiniteError(f"{k} became {f} at env step {counters['env_steps']} (update {counters['updates']}); "
+                                 "training stopped, the last good checkpoint is kept")
+        row[k] = f
+    return row

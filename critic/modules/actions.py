@@ -27,6 +27,15 @@ class BoxScaler:
         return (2.0 * (np.asarray(a_env, np.float64) - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
 
 
+def box_clipper(space: gym.Space):
+    """Policy action -> env action for on-policy Gaussian policies: clipped to a Box's bounds
+    (other spaces pass through)."""
+    if isinstance(space, gym.spaces.Box):
+        low, high = space.low, space.high
+        return lambda a: np.clip(a, low, high)
+    return lambda a: a
+
+
 class GaussianNoise:
     def __init__(self, shape: tuple[int, ...], sigma: float, rng: np.random.Generator):
         self.shape, self.sigma, self.rng = shape, sigma, rng
