@@ -164,7 +164,8 @@ class ActorCritic(_ActorCriticBase):
         vl, _ = value_loss(v, G, self.v_func.loss)
         loss = pl + self.value_loss_weight * vl
         self._step(loss)
-        return {**{k: t.item() for k, t in metrics.items()}, "value/loss": vl.item(), "loss": loss.item()}
+        return {**{k: t.item() for k, t in metrics.items()}, "value/loss": vl.item(), "loss/critic": vl.item(),
+                "loss": loss.item()}
 
 
 class SoftActorCritic(_ActorCriticBase):
@@ -242,8 +243,11 @@ class SoftActorCritic(_ActorCriticBase):
         v_loss, _ = value_loss(self.v_func.forward(x), v_target, self.v_func.loss)
         loss = policy_loss + self.value_loss_weight * (v_loss + q1_loss + q2_loss)
         self._step(loss)
+        # keras-gym's metric names, and the agents' beside them (loss/critic: every critic's loss)
         return {"policy/loss": policy_loss.item(), "policy/entropy": entropy.item(), "value/loss": v_loss.item(),
-                "q1/loss": q1_loss.item(), "q2/loss": q2_loss.item(), "loss": loss.item()}
+                "q1/loss": q1_loss.item(), "q2/loss": q2_loss.item(), "loss": loss.item(),
+                "loss/actor": policy_loss.item(), "loss/critic": (v_loss + q1_loss + q2_loss).item(),
+                "train/entropy": entropy.item()}
 
 
 def _frozen_q(q: QTypeI, x: Tensor, a: Tensor) -> Tensor:

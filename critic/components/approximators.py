@@ -309,7 +309,7 @@ class V(_Head):
         G = self.bootstrap_target(Rn, In, S_next)
         loss, _ = value_loss(self.forward(x), G, self.loss)
         self._step(loss)
-        return {"value/loss": loss.item()}
+        return {"value/loss": loss.item(), "loss/critic": loss.item()}
 
     def update(self, s, r: float, done: bool, truncated: bool = False, s_next=None) -> dict[str, float] | None:
         if self._cache is None:
@@ -454,8 +454,9 @@ class _Policy(_Head):
                 old_logp = self.dist(x, target=True).log_prob(A)
         pl, metrics = policy_loss(self.update_strategy, d, A, adv, old_logp, self.ppo_clip_eps)
         el, em = entropy_loss(d.entropy())
-        return pl + self.entropy_beta * el, {"policy/loss": pl.detach(), **metrics,
-                                             "policy/entropy": em["train/entropy"]}
+        # keras-gym's metric names, and the agents' (loss/actor, train/entropy) beside them
+        return pl + self.entropy_beta * el, {"policy/loss": pl.detach(), "loss/actor": pl.detach(), **metrics,
+                                             "policy/entropy": em["train/entropy"], **em}
 
     def batch_update(self, S, A, Adv) -> dict[str, float]:
         x, _ = self.func.to_tensor(S)

@@ -424,3 +424,24 @@ def test_frozen_lake_example_runs_a_few_hundred_steps(examples_path, caplog):
             if getattr(h, "_critic_enable_logging", False):
                 logging.getLogger("critic").removeHandler(h)
         logging.getLogger("critic").setLevel(logging.NOTSET)
+
+
+def test_components_report_the_agents_metric_names_beside_keras_gyms():
+    """loss/actor, loss/critic and train/entropy mean the same on both faces (keras-gym's names stay)."""
+    ac = critic.ActorCritic.from_func(critic.FunctionApproximator(CART), random_seed=0)
+    S = obs_batch(CART)
+    A, _ = ac.batch_eval(S)
+    losses = ac.batch_update(S, A, np.ones(5), np.full(5, 0.9), S)
+    assert losses["loss/actor"] == losses["policy/loss"] and losses["loss/critic"] == losses["value/loss"]
+    assert losses["train/entropy"] == losses["policy/entropy"]
+    sac = critic.SoftActorCritic.from_func(critic.FunctionApproximator(PEND), random_seed=0)
+    S = obs_batch(PEND)
+    A, _ = sac.batch_eval(S)
+    losses = sac.batch_update(S, A, np.ones(5), np.full(5, 0.9), S)
+    assert losses["loss/actor"] == losses["policy/loss"]
+    assert np.isclose(losses["loss/critic"], losses["value/loss"] + losses["q1/loss"] + losses["q2/loss"], rtol=1e-6)
+    agent = critic.A2C("CartPole-v1", n_steps=5, hidden_sizes=(8,), ent_coef=0.01)
+    seen = []
+    agent.learn(10, lambda a, info: seen.append(set(info["metrics"])), progress_bar=False)
+    assert {"loss/actor", "loss/critic", "train/entropy"} <= seen[-1]
+    agent.close()
