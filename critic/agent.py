@@ -25,10 +25,9 @@ from critic import checkpoint as ckpt
 from critic.checkpoint import NonFiniteError
 from critic.collect import Collector, EnvStream, Preprocess
 from critic.config import Config, ConfigError, build_config, resolve_device
-from critic.envs.episodes import eval_env_for, open_training_env, play_episodes, reward_threshold
+from critic.envs.episodes import EvalEnv, eval_env_for, open_training_env, play_episodes, reward_threshold
 from critic.envs.make import EnvError, EnvSpec, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
-from critic.envs.state import NotRestorable, capture, restore_env
 from critic.logger import Clock, Every, Progress, RunLogger, metrics_row, sigint_flag, write_summary
 from critic.modules.actions import box_clipper
 from critic.nn import compile_forwards, is_image_space, set_cpu_threads
@@ -66,8 +65,7 @@ class Agent:
         self.env_spec = env
         """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
         self.np_rng = seed_everything(cfg.seed)
-        self._eval_env: gym.Env | None = None
-        self._eval_seed: int | None = None
+        self.eval_env = EvalEnv(env, self.allow_import, seed=cfg.seed + 100_003)
         self.env_steps = 0
         self.venv, obs_space, act_space = open_training_env(
             env, num_envs=cfg.num_envs, seed=cfg.seed, vectorization=cfg.vectorization,
@@ -139,10 +137,7 @@ class Agent:
             return None
         where = self.collector.envs_elsewhere
         out = {"venv": None, "why": where} if where else self.stream.state()
-        if self._eval_env is not None and self._eval_env is not self.env_spec:
-            out["eval_env"], _ = capture(self._eval_env)
-            out["eval_seed"] = self._eval_seed
-        return out
+        return {**out, **self.eval_env.state()}
 
     # ------------------------------------------------------------------ public training API
     def update(self) -> dict[str, torch.Tensor]:
@@ -196,7 +191,8 @@ class Agent:
         self.venv, self.stream = venv, EnvStream(venv, self.prep)
         self.env_id = env if isinstance(env, str) else None
         self.env_spec = env
-        self._eval_env = None
+        self.eval_env.close()
+        self.eval_env = EvalEnv(env, self.allow_import, seed=self.cfg.seed + 100_003)
 
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, callback: Callback | None = None, *, progress_bar: bool | None = None,
@@ -342,15 +338,10 @@ class Agent:
         """Play ``n_episodes`` full episodes; ``{mean, std, returns, lengths}`` of raw returns."""
         if n_episodes < 1:
             raise ConfigError(f"invalid value for 'n_episodes': {n_episodes} (allowed: an integer >= 1)")
+        first_seed = seed
         if env is None:
-            if self._eval_env is None:
-                self._eval_env = self.make_eval_env()
-                self._eval_seed = self.cfg.seed + 100_003
-            env = self._eval_env
-            first_seed = self._eval_seed if seed is None else seed
-            self._eval_seed = None
-        else:
-            first_seed = seed
+            env, next_seed = self.eval_env.take()
+            first_seed = next_seed if seed is None else seed
         returns, lengths = play_episodes(env, lambda obs: self.predict(obs, deterministic), n_episodes, first_seed)
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
                 "lengths": lengths}
@@ -400,13 +391,8 @@ class Agent:
         if env_meta is None or self.stream is None:
             return
         self.stream.load_state(env_meta, path, self.obs_space.shape)
-        if self.stream.obs is not None and env_meta.get("eval_env") is not None:
-            try:
-                ev = self.make_eval_env()
-                restore_env(ev, env_meta["eval_env"])
-                self._eval_env, self._eval_seed = ev, env_meta.get("eval_seed")
-            except (NotRestorable, EnvError):
-                self._eval_env = None
+        if self.stream.obs is not None:
+            self.eval_env.restore(env_meta)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states, envs).
@@ -433,8 +419,7 @@ class Agent:
             self.collector.close()
         if self.venv is not None:
             self.venv.close()
-        if self._eval_env is not None and self._eval_env is not self.env_spec:
-            self._eval_env.close()
+        self.eval_env.close()
 
     def __enter__(self):
         """``with critic.A3C(...) as agent:`` closes envs, worker processes and samplers on exit."""

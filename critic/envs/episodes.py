@@ -9,6 +9,7 @@ import gymnasium as gym
 from critic.envs.check import check_env_or_raise
 from critic.envs.make import EnvError, EnvSpec, check_spaces, make_env, make_vec_env
 from critic.envs.spaces import same_space
+from critic.envs.state import NotRestorable, capture, restore_env
 
 
 def open_training_env(env: EnvSpec | None, *, num_envs: int, seed: int, vectorization: str,
@@ -78,3 +79,45 @@ def eval_env_for(spec: EnvSpec | None, render_mode: str | None, allow_import: tu
     if isinstance(spec, gym.Env):
         return spec
     return make_env(spec, render_mode=render_mode, allow_import=allow_import, atari_eval=True)
+
+
+class EvalEnv:
+    """An agent's evaluation env: built at the first evaluation, its first reset seeded with
+    ``seed`` (later evaluations continue the env's own generator), captured into checkpoints
+    and restored from them, so a resumed run evaluates on the same episodes."""
+
+    def __init__(self, spec: EnvSpec | None, allow_import: tuple[str, ...], seed: int):
+        self.spec, self.allow_import, self.seed = spec, allow_import, seed
+        self.env: gym.Env | None = None
+        self.next_seed: int | None = None
+
+    def take(self) -> tuple[gym.Env, int | None]:
+        """The env and the seed of its next reset (None: continue its generator)."""
+        if self.env is None:
+            self.env, self.next_seed = eval_env_for(self.spec, None, self.allow_import), self.seed
+        seed, self.next_seed = self.next_seed, None
+        return self.env, seed
+
+    def _own(self) -> bool:
+        return self.env is not None and self.env is not self.spec  # (a user's instance is not ours)
+
+    def state(self) -> dict[str, Any]:
+        if not self._own():
+            return {}
+        return {"eval_env": capture(self.env)[0], "eval_seed": self.next_seed}
+
+    def restore(self, meta: dict[str, Any]) -> None:
+        if meta.get("eval_env") is None:
+            return
+        try:
+            env = eval_env_for(self.spec, None, self.allow_import)
+            restore_env(env, meta["eval_env"])
+            self.close()
+            self.env, self.next_seed = env, meta.get("eval_seed")
+        except (NotRestorable, EnvError):
+            pass
+
+    def close(self) -> None:
+        if self._own():
+            self.env.close()
+        self.env = None
