@@ -126,3 +126,82 @@ def backward_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm:
     """zero grads, backward, clip the global gradient norm (no host sync), step."""
     backward_clip(opt, loss, max_grad_norm)
     step_(opt)
+
+
+class MemberAdam:
+    """Adam over parameters stacked on a leading member axis ``[M, ...]``, member by member.
+
+    Adam is elementwise, so one Adam over stacked parameters already is M independent Adams,
+    except for what an optimizer keeps per instance: the learning rate, the step count (bias
+    correction), gradient clipping (each member's own global norm) and whether it steps at all.
+    Those are ``[M]`` here: ``lr`` may differ per member (a sweep), :meth:`clip_` clips each
+    member's norm, and ``step(mask)`` leaves masked members untouched (parameters, moments and
+    count: PPO's KL early stop, a frozen diverged member). The arithmetic is torch.optim.Adam's
+    (``foreach`` form), member by member, to float32 rounding.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, members: int,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.M = members
+        for p in self.params:
+            if p.dim() == 0 or p.shape[0] != members:
+                raise ValueError(f"MemberAdam needs parameters stacked on a leading axis of {members} members, "
+                                 f"got shape {tuple(p.shape)}")
+        dev = self.params[0].device
+        self.lr = torch.as_tensor(lr, dtype=torch.float64, device=dev).expand(members).clone()
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(members, dtype=torch.float64, device=dev)
+
+    def _per_member(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return x.to(like.dtype).view(self.M, *([1] * (like.dim() - 1)))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def clip_(self, max_norm: float | torch.Tensor) -> torch.Tensor:
+        """Scale each member's gradients so that their global norm is at most ``max_norm``
+        (``torch.nn.utils.clip_grad_norm_``'s rule, member by member); returns the norms ``[M]``."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        sq = torch.stack([g.reshape(self.M, -1).float().square().sum(1) for g in grads]).sum(0)
+        norms = sq.sqrt()
+        coef = (torch.as_tensor(max_norm, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(self._per_member(coef, g))
+        return norms
+
+    @torch.no_grad()
+    def step(self, mask: torch.Tensor | None = None) -> None:
+        """One Adam step for every member (or those where ``mask`` [M] is true)."""
+        b1, b2 = self.betas
+        active = torch.ones(self.M, dtype=torch.bool, device=self.steps.device) if mask is None else mask.bool()
+        self.steps += active.to(self.steps.dtype)
+        t = self.steps.clamp(min=1.0)  # a member that never stepped keeps its (unused) step size finite
+        step_size = self.lr / (1.0 - b1 ** t)
+        bc2_sqrt = (1.0 - b2 ** t).sqrt()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            if p.grad is None:
+                continue
+            g = p.grad
+            on = self._per_member(active, p).bool()
+            m.copy_(torch.where(on, torch.lerp(m, g, 1 - b1), m))
+            v.copy_(torch.where(on, v * b2 + (1 - b2) * g * g, v))
+            denom = v.sqrt() / self._per_member(bc2_sqrt, p) + self.eps
+            p.copy_(torch.where(on, p - self._per_member(step_size, p) * m / denom, p))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {"lr": self.lr, "steps": self.steps}
+        for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
+            out[f"exp_avg/{i}"], out[f"exp_avg_sq/{i}"] = m, v
+        return {k: t.detach().clone() for k, t in out.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.lr.copy_(state["lr"])
+        self.steps.copy_(state["steps"])
+        for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
+            m.copy_(state[f"exp_avg/{i}"])
+            v.copy_(state[f"exp_avg_sq/{i}"])
