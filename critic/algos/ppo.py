@@ -89,10 +89,10 @@ class PPOConfig(OnPolicyConfig):
         check_sampling_workers(self)
 
 
-def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
-                   cfg: PPOConfig, normalize: bool, with_metrics: bool, clip_eps: float | None = None,
-                   kl_coef: torch.Tensor | None = None,
-                   old_log_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def minibatch_loss(nets: ActorCriticNet, mb: dict[str, torch.Tensor], cfg: PPOConfig, normalize: bool,
+                   with_metrics: bool, clip_eps: float | None = None, kl_coef: torch.Tensor | None = None,
+                   old_log_std: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on one minibatch (pure: no optimizer step), and its metrics."""
     adv = mb["adv"]
     if normalize and adv.numel() > 1:
         adv = standardize(adv)
@@ -114,8 +114,17 @@ def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[st
         ent_loss, m = entropy_loss(dist.entropy())
         loss = loss + cfg.ent_coef * ent_loss
         metrics.update(m)
-    backward_step(opt, loss, cfg.max_grad_norm)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
+    return loss, metrics
+
+
+def minibatch_step(nets: ActorCriticNet, opt: torch.optim.Optimizer, mb: dict[str, torch.Tensor],
+                   cfg: PPOConfig, normalize: bool, with_metrics: bool, clip_eps: float | None = None,
+                   kl_coef: torch.Tensor | None = None,
+                   old_log_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """:func:`minibatch_loss`, then one optimizer step (gradient norm clipped)."""
+    loss, metrics = minibatch_loss(nets, mb, cfg, normalize, with_metrics, clip_eps, kl_coef, old_log_std)
+    backward_step(opt, loss, cfg.max_grad_norm)
     return metrics
 
 

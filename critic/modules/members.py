@@ -1,0 +1,63 @@
+"""Members: M independent copies of one network as one set of stacked weights.
+
+The many-seeds axis of a batched run. ``torch.func.stack_module_state`` stacks M networks'
+parameters on a leading ``M`` axis; :meth:`Members.vmap` runs any function written for *one*
+network (an act function, a pure loss) on all of them at once with ``torch.func.vmap``, so
+each layer becomes one batched matrix product instead of M calls. Gradients of the summed
+per-member losses land in the stacked parameters member by member (members share no weight),
+and :class:`critic.optim.MemberAdam` steps them member by member.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+class _Apply(nn.Module):
+    """``fn(net, *args)`` as a module, so ``functional_call`` can swap ``net``'s weights."""
+
+    def __init__(self, net: nn.Module, fn: Callable[..., Any]):
+        super().__init__()
+        self.net, self.fn = net, fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(self.net, *args)
+
+
+class Members:
+    """M networks of one architecture, stacked: ``params[name]`` is ``[M, *shape]``."""
+
+    def __init__(self, nets: list[nn.Module]):
+        if not nets:
+            raise ValueError("Members needs at least one network")
+        self.M = len(nets)
+        params, buffers = stack_module_state(nets)
+        self.params: dict[str, Tensor] = {k: v.detach().requires_grad_(v.requires_grad) for k, v in params.items()}
+        self.buffers: dict[str, Tensor] = buffers
+        self.base = copy.deepcopy(nets[0])  # the architecture; its own weights are never used
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def vmap(self, fn: Callable[..., Any], randomness: str = "error") -> Callable[..., Any]:
+        """``fn(net, *args)`` written for one network -> a function of member-stacked ``args``
+        (each ``[M, ...]``) returning member-stacked results."""
+        wrapper = _Apply(self.base, fn)
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], *args: Any) -> Any:
+            state = {**{f"net.{k}": v for k, v in params.items()}, **{f"net.{k}": v for k, v in buffers.items()}}
+            return functional_call(wrapper, state, args)
+
+        batched = vmap(one, randomness=randomness)
+        return lambda *args: batched(self.params, self.buffers, *args)
+
+    def member(self, k: int) -> nn.Module:
+        """A standalone copy of member ``k`` (for saving it alone, or comparing with a solo run)."""
+        net = copy.deepcopy(self.base)
+        net.load_state_dict({**{n: p[k].detach() for n, p in self.params.items()},
+                             **{n: b[k] for n, b in self.buffers.items()}})
+        return net
