@@ -27,8 +27,9 @@ from critic.agent import Agent
 from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
 from critic.config import OnPolicyConfig, check, check_choice, check_sampling_workers
 from critic.distributions import kl_divergence, make_dist
-from critic.optim import backward_step
+from critic.optim import MemberAdam, backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
+from critic.modules.members import Members
 from critic.modules.policies import ActorCriticNet
 from critic.returns import gae, standardize
 
@@ -171,6 +172,58 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
         # The only host sync in PPO, and only when asked for: the KL early stop.
         if cfg.target_kl is not None and clip_eps is not None and float(metrics["train/approx_kl"]) > cfg.target_kl:
             break
+    return metrics
+
+
+def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Tensor], cfg: PPOConfig,
+                   generators: list[torch.Generator], clip_eps: float | None = None) -> dict[str, torch.Tensor]:
+    """:func:`update` for M members at once: ``batch`` holds each member's rollout ``[M, T, N]``,
+    ``generators`` each member's minibatch shuffling. Every member's arithmetic is its solo
+    update's: its own GAE, advantage standardisation, permutations, gradient clipping, Adam
+    step, and KL early stop (a member that stops skips the remaining epochs while the others go
+    on). Metrics are ``[M]``. The KL-penalised variant is not batched yet."""
+    clip_eps = cfg.clip_eps if clip_eps is None else clip_eps
+    if clip_eps is None:
+        raise ValueError("update_members batches the clipped surrogate only (clip_eps=None is not supported yet)")
+    M, T, N = batch["rewards"].shape
+    to_tn = lambda x: x.transpose(0, 1).reshape(T, M * N)  # noqa: E731  (GAE runs column by column)
+    adv, ret = gae(*(to_tn(batch[k]) for k in ("rewards", "values", "next_values", "terminated", "truncated")),
+                   cfg.gamma, cfg.gae_lambda)
+    per_member = lambda x: x.reshape(T, M, N).transpose(0, 1).reshape(M, T * N)  # noqa: E731
+    data = {"obs": batch["obs"].flatten(1, 2), "actions": batch["actions"].flatten(1, 2),
+            "logp": batch["logp"].flatten(1), "values": batch["values"].flatten(1),
+            "adv": per_member(adv), "ret": per_member(ret)}
+    B, bs = T * N, cfg.batch_size
+    whole = bs >= B
+    if whole and cfg.normalize_advantage and B > 1:
+        a = data["adv"]
+        data["adv"] = (a - a.mean(1, keepdim=True)) / (a.std(1, keepdim=True) + 1e-8)
+    starts = [0] if whole else list(range(0, B, bs))
+    norm = cfg.normalize_advantage and not whole
+    loss_fns = {w: members.vmap(lambda net, mb, w=w: minibatch_loss(net, mb, cfg, norm, w, clip_eps))
+                for w in (False, True)}
+    rows = torch.arange(M)[:, None]
+    active = torch.ones(M, dtype=torch.bool)
+    metrics: dict[str, torch.Tensor] = {}
+    for epoch in range(cfg.n_epochs):
+        perm = None if whole else torch.stack([torch.randperm(B, generator=g) if active[k] else torch.arange(B)
+                                               for k, g in enumerate(generators)])
+        for i, start in enumerate(starts):
+            mb = data if perm is None else {k: v[rows, perm[:, start:start + bs]] for k, v in data.items()}
+            last = i == len(starts) - 1 and (epoch == cfg.n_epochs - 1 or cfg.target_kl is not None)
+            losses, m = loss_fns[last](mb)
+            opt.zero_grad()
+            losses.sum().backward()
+            if cfg.max_grad_norm is not None:
+                opt.clip_(cfg.max_grad_norm)
+            opt.step(active)
+            if last:  # a member's metrics are those of its last update (a stopped member keeps its own)
+                metrics = {k: torch.where(active, v.detach(), metrics[k]) if k in metrics else v.detach()
+                           for k, v in m.items()}
+        if cfg.target_kl is not None:
+            active = active & (metrics["train/approx_kl"] <= cfg.target_kl)
+            if not bool(active.any()):
+                break
     return metrics
 
 

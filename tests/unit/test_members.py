@@ -68,3 +68,47 @@ def test_mixed_up_members_differ_negative_control():
     diffs = [max((members.member(k).state_dict()[n] - p).abs().max().item() for n, p in net.state_dict().items())
              for k, net in enumerate(nets)]
     assert min(diffs) > 1e-3, diffs
+
+
+def _rollout(net, seed, T=8, N=4):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(T, N, 4, generator=g)
+    with torch.no_grad():
+        params, v = net(obs.reshape(T * N, 4))
+        d = net.dist(params)
+        a = d.sample()
+        logp = d.log_prob(a)
+    term = torch.rand(T, N, generator=g) < 0.1
+    trunc = (torch.rand(T, N, generator=g) < 0.05) & ~term
+    return {"obs": obs, "actions": a.reshape(T, N), "logp": logp.reshape(T, N), "values": v.reshape(T, N),
+            "rewards": torch.randn(T, N, generator=g), "next_values": torch.randn(T, N, generator=g),
+            "terminated": term, "truncated": trunc}
+
+
+def test_batched_ppo_update_with_epochs_minibatches_and_kl_stop_equals_solo_updates():
+    from critic.algos.ppo import update, update_members
+
+    space = gym.spaces.Discrete(3)
+    # target_kl small enough that the members stop after different numbers of epochs
+    cfg = PPOConfig(learning_rate=1e-2, max_grad_norm=0.5, n_steps=8, num_envs=4, batch_size=8, n_epochs=6,
+                    target_kl=0.004, normalize_advantage=True)
+    seeds = (0, 1)
+    nets = [_net(s, space) for s in seeds]
+    members = Members([_net(s, space) for s in seeds])
+    batches = [_rollout(n, 50 + k) for k, n in enumerate(nets)]
+    solo_metrics, epochs_run = [], []
+    for k, (net, b) in enumerate(zip(nets, batches)):
+        opt = make_optimizer(net, cfg)
+        torch.manual_seed(1000 + k)  # the solo update shuffles with the global generator
+        solo_metrics.append(update(net, opt, b, cfg))
+        epochs_run.append(int(opt.state[opt.param_groups[0]["params"][0]]["step"]) // 4)
+    assert epochs_run[0] != epochs_run[1] and max(epochs_run) < cfg.n_epochs, epochs_run  # the KL stop acted, differently
+    gens = [torch.Generator().manual_seed(1000 + k) for k in range(2)]
+    opt = MemberAdam(members.parameters(), cfg.learning_rate, 2, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
+    metrics = update_members(members, opt, {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, cfg, gens)
+    assert [int(x) for x in opt.steps] == [4 * e for e in epochs_run]
+    for k, net in enumerate(nets):
+        mine = members.member(k).state_dict()
+        for name, p in net.state_dict().items():
+            torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-5, msg=f"member {k} {name}")
+        torch.testing.assert_close(metrics["loss/actor"][k], solo_metrics[k]["loss/actor"], rtol=1e-4, atol=1e-5)
