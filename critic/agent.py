@@ -271,7 +271,8 @@ class Agent:
             self._save_run_checkpoint(run_dir, clock)
             if not interrupted.is_set():
                 self.save(Path(run_dir) / "model" / ckpt.FILENAME)
-            write_summary(Path(run_dir), {"algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed},
+            write_summary(Path(run_dir), {"algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed,
+                                          "config": self.cfg.to_dict()},
                           self._run["evals"], self.env_steps, self.updates, clock, threshold)
             run.close()
         if interrupted.is_set():

@@ -219,7 +219,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for d in args.runs:
         if not Path(d).is_dir():
             raise CLIError(f"{d}: not a run directory")
-    out = plot_runs(args.runs, args.output, title=args.title)
+    group_by = [f.strip() for f in args.group_by.split(",") if f.strip()] if args.group_by else None
+    try:
+        out = plot_runs(args.runs, args.output, title=args.title, stat=args.stat, group_by=group_by,
+                        labels=args.label)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     print(f"wrote {out}")
     return 0
 
@@ -323,10 +328,18 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--video", metavar="DIR", help="write an animated GIF of each episode to DIR")
     e.set_defaults(func=cmd_eval)
 
-    pl = sub.add_parser("plot", help="overlay learning curves (mean and spread across seeds)")
+    pl = sub.add_parser("plot", help="learning curves: runs of one configuration as mean (or IQM) with a 95%% "
+                                     "bootstrap interval across seeds, one panel per environment")
     pl.add_argument("runs", nargs="+", metavar="RUN_DIR")
     pl.add_argument("-o", "--output", default="curves.png")
     pl.add_argument("--title", default=None)
+    pl.add_argument("--stat", choices=("mean", "iqm"), default="mean",
+                    help="the curve drawn across a group's runs: mean, or interquartile mean (default: mean)")
+    pl.add_argument("--group-by", metavar="FIELDS", default=None,
+                    help="comma-separated fields (algo, env_id or config fields) that define a group; default: "
+                         "the whole configuration except the seed and machine settings")
+    pl.add_argument("--label", nargs="+", metavar="TEXT", default=None,
+                    help="legend labels, one per group in the order the groups first appear")
     pl.set_defaults(func=cmd_plot)
 
     ce = sub.add_parser("check-env", help="probe an environment for API, space and value problems",

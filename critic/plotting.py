@@ -29,17 +29,73 @@ def run_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
             np.array([float(r["env/episodic_return"]) for r in rows]), "training episodic return")
 
 
-def _label(run_dir: Path) -> str:
+IGNORED = frozenset({"seed", "device", "torch_threads", "log_every", "save_replay", "compile"})
+"""Config fields that do not make a different experiment: runs differing only in them are one group."""
+
+
+def run_info(run_dir: Path) -> dict:
+    """``{algo, env_id, seed, config}`` of a run directory: from summary.json (every run that
+    finished writes it, Python API runs included), else the CLI's config.yaml."""
+    info: dict = {"algo": "?", "env_id": "?", "seed": None, "config": {}}
     try:
         s = json.loads((run_dir / "summary.json").read_text())
-        return f"{s['algo']} {s['env_id']}"
+        info.update({k: s.get(k, info[k]) for k in ("algo", "env_id", "seed")}, config=s.get("config") or {})
     except Exception:
+        pass
+    if not info["config"]:
         try:
             import yaml
-            c = yaml.safe_load((run_dir / "config.yaml").read_text())
-            return f"{c.get('algo', '?')} {c.get('env_id', '?')}"
+            c = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            info.update({k: c.get(k, info[k]) for k in ("algo", "env_id", "seed")}, config=c.get("hparams") or {})
         except Exception:
-            return run_dir.name
+            pass
+    if info["algo"] == "?" and info["env_id"] == "?":
+        info["name"] = run_dir.name
+    return info
+
+
+def _key(info: dict, group_by: Sequence[str] | None) -> tuple:
+    if group_by is not None:
+        return tuple((f, json.dumps((info["config"] | info).get(f), sort_keys=True, default=str)) for f in group_by)
+    cfg = {k: v for k, v in info["config"].items() if k not in IGNORED}
+    return (("algo", info["algo"]), ("env_id", info["env_id"]), ("name", info.get("name")),
+            ("config", json.dumps(cfg, sort_keys=True, default=str)))
+
+
+def _group_labels(infos: dict[tuple, dict], group_by: Sequence[str] | None) -> dict[tuple, str]:
+    """A legend label per group: algo and env, then the config fields that differ between the
+    groups of the same algo and env (or the --group-by fields' values)."""
+    if group_by is not None:
+        return {k: ", ".join(f"{f}={json.loads(v)}" for f, v in k) for k in infos}
+    out = {}
+    for k, info in infos.items():
+        base = info.get("name") or f"{info['algo']} {info['env_id']}"
+        peers = [i for i in infos.values() if (i["algo"], i["env_id"]) == (info["algo"], info["env_id"])]
+        fields = sorted({f for i in peers for f in (i["config"].keys() | info["config"].keys())
+                         if f not in IGNORED and len({json.dumps(p["config"].get(f), default=str) for p in peers}) > 1})
+        extra = ", ".join(f"{f}={info['config'].get(f)}" for f in fields)
+        out[k] = f"{base} ({extra})" if extra else base
+    return out
+
+
+def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], stat: str = "mean", points: int = 100
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Curves of several runs on one step grid, from the earliest first point to the latest
+    last point: (grid, centre, ci_low, ci_high, runs present). ``stat`` is 'mean' or 'iqm'; the
+    interval is a 95 % percentile bootstrap of it over the runs present at each step."""
+    from critic.stats import bootstrap_ci, iqm
+
+    fn = iqm if stat == "iqm" else (lambda x, axis=-1: np.mean(x, axis=axis))
+    lo, hi = min(c[0][0] for c in curves), max(c[0][-1] for c in curves)
+    grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+    centre, low, high, count = (np.full(len(grid), np.nan) for _ in range(4))
+    for j, g in enumerate(grid):
+        ys = np.array([np.interp(g, x, y) for x, y in curves if x[0] <= g <= x[-1]])
+        count[j] = len(ys)
+        if len(ys):
+            centre[j] = fn(ys)
+            low[j], high[j] = bootstrap_ci(ys, fn, n_boot=1000, seed=j)
+    return grid, centre, low, high, count
 
 
 def _threshold(run_dir: Path) -> float | None:
@@ -59,47 +115,70 @@ def _training_return(ax, run_dir: Path, color: str, ylabel: str) -> None:
                 color=color, alpha=0.3, lw=1, label="training episodes")
 
 
-def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Overlay learning curves; runs sharing a label (algo + env) are drawn as mean and
-    min-max spread across seeds on a common step grid."""
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None, stat: str = "mean",
+              group_by: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> Path:
+    """Learning curves, one panel per environment. Runs with the same configuration (all
+    fields but the seed and the machine settings; or the ``group_by`` fields) form one group,
+    drawn as the ``stat`` ('mean' or 'iqm') across its runs with a shaded 95 % bootstrap
+    interval, dotted where some runs have already ended. ``labels`` replace the legend's group
+    labels, in the order the groups first appear."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    if stat not in ("mean", "iqm"):
+        raise ValueError(f"invalid value for 'stat': {stat!r} (allowed: 'mean', 'iqm')")
+    groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    infos: dict[tuple, dict] = {}
     ylabel = "return"
-    thresholds = set()
+    thresholds: dict[str, set] = defaultdict(set)
     for d in map(Path, run_dirs):
+        info = run_info(d)
         x, y, ylabel = run_curve(d)
+        key = _key(info, group_by)
         if len(x):
-            groups[_label(d)].append((x, y))
+            groups[key].append((x, y))
+            infos.setdefault(key, info)
         t = _threshold(d)
         if t is not None:
-            thresholds.add(t)
+            thresholds[info["env_id"]].add(t)
     if not groups:
         raise ValueError("no evaluations or episodes to plot in " + ", ".join(map(str, run_dirs)))
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    names = _group_labels(infos, group_by)
+    if labels is not None:
+        if len(labels) != len(groups):
+            raise ValueError(f"{len(labels)} labels for {len(groups)} groups of runs ({'; '.join(names.values())})")
+        names = dict(zip(groups, labels))
+    envs = list(dict.fromkeys(infos[k]["env_id"] for k in groups))
+    fig, axes = plt.subplots(1, len(envs), figsize=(7 if len(envs) == 1 else 5.5 * len(envs), 4.2), dpi=110,
+                             squeeze=False)
     single_run = len(run_dirs) == 1
-    for label, curves in groups.items():
+    for key, curves in groups.items():
+        ax = axes[0][envs.index(infos[key]["env_id"])]
+        label = names[key]
         if len(curves) == 1:
             x, y = curves[0]
             line, = ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, label=f"{label} ({ylabel})")
             if single_run:
                 _training_return(ax, Path(run_dirs[0]), line.get_color(), ylabel)
             continue
-        lo = max(c[0][0] for c in curves)
-        hi = min(c[0][-1] for c in curves)
-        grid = np.linspace(lo, hi, 100) if hi > lo else np.array([lo])
-        ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-        line, = ax.plot(grid, ys.mean(0), label=f"{label} ({len(curves)} seeds)")
-        ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
-    for t in sorted(thresholds):
-        ax.axhline(t, color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("return")
-    ax.set_title(title or ", ".join(groups))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+        grid, centre, low, high, count = aggregate(curves, stat)
+        full = count == len(curves)
+        line, = ax.plot(np.where(full, grid, np.nan), np.where(full, centre, np.nan),
+                        label=f"{label} ({stat} of {len(curves)} runs, 95% CI)")
+        if not full.all():  # past the shortest run: fewer runs, dotted
+            ax.plot(np.where(~full, grid, np.nan), np.where(~full, centre, np.nan), color=line.get_color(), ls=":")
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+    for ax, env in zip(axes[0], envs):
+        for t in sorted(thresholds.get(env, ())):
+            ax.axhline(t, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel if len(envs) == 1 else f"return ({ylabel})")
+        ax.set_title(env if len(envs) > 1 else (title or ", ".join(names[k] for k in groups)))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+    if title and len(envs) > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

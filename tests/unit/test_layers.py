@@ -16,8 +16,8 @@ ROOT = Path(critic.__file__).parent
 
 # bottom to top; a module may import from a lower layer, or from its own package within a layer
 LAYERS = [
-    ["critic.version"],
-    ["critic.config", "critic.seeding", "critic.checkpoint", "critic.plotting", "critic.stats"],
+    ["critic.version", "critic.stats"],
+    ["critic.config", "critic.seeding", "critic.checkpoint", "critic.plotting"],
     ["critic.presets", "critic.logger", "critic.nn", "critic.distributions", "critic.returns", "critic.optim",
      "critic.normalize", "critic.wrappers"],
     ["critic.losses", "critic.modules", "critic.buffers", "critic.envs"],
