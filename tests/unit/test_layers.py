@@ -20,7 +20,7 @@ LAYERS = [
     ["critic.config", "critic.seeding", "critic.checkpoint", "critic.plotting"],
     ["critic.presets", "critic.logger", "critic.nn", "critic.distributions", "critic.returns", "critic.optim",
      "critic.normalize", "critic.wrappers"],
-    ["critic.losses", "critic.modules", "critic.buffers", "critic.envs"],
+    ["critic.losses", "critic.modules", "critic.buffers", "critic.envs", "critic.aggregate"],
     ["critic.collect"],
     ["critic.runners"],
     ["critic.agent", "critic.components"],

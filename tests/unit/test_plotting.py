@@ -63,3 +63,28 @@ def test_plot_draws_a_panel_per_environment_and_checks_labels(tmp_path):
         plot_runs(runs, tmp_path / "d.png", labels=["x", "y", "z"])
     with pytest.raises(ValueError, match="'stat'"):
         plot_runs(runs, tmp_path / "d.png", stat="median")
+
+
+def test_aggregate_summary_of_runs(tmp_path):
+    from critic.aggregate import aggregate_runs, write_aggregate
+
+    runs = []
+    for k, (final, solved) in enumerate([(500, 30_000), (480, 50_000), (120, None), (499, 40_000)]):
+        d = _run(tmp_path, f"m{k}", seed=k)
+        s = json.loads((d / "summary.json").read_text())
+        s.update(final_eval={"mean": final, "std": 0, "episodes": 10}, env_steps=100_000,
+                 solved_at={"env_steps": solved} if solved else None)
+        (d / "summary.json").write_text(json.dumps(s))
+        runs.append(d)
+    (tmp_path / "empty").mkdir()
+    agg = aggregate_runs([*runs, tmp_path / "empty"])
+    assert agg["n_runs"] == 5 and [r["seed"] for r in agg["runs"][:4]] == [0, 1, 2, 3]
+    assert agg["final"]["n"] == 4 and agg["final"]["excluded"] == 1  # the run without evaluations
+    assert agg["final"]["median"] == pytest.approx(489.5)
+    assert agg["final"]["iqm"] == pytest.approx((480 + 499) / 2)  # 120 and 500 trimmed
+    lo, hi = agg["final"]["iqm_ci"]
+    assert lo <= agg["final"]["iqm"] <= hi
+    assert agg["solved_at"]["n"] == 3 and agg["solved_at"]["unsolved"] == 2 and agg["solved_at"]["median"] == 40_000
+    assert agg["threshold"] == 475.0
+    path = write_aggregate(tmp_path / "group", runs)
+    assert json.loads(path.read_text())["final"]["n"] == 4 and (tmp_path / "group" / "curve.png").is_file()
