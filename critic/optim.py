@@ -178,6 +178,8 @@ class MemberAdam:
     def step(self, mask: torch.Tensor | None = None) -> None:
         """One Adam step for every member (or those where ``mask`` [M] is true)."""
         b1, b2 = self.betas
+        if (mask is None or bool(mask.all())) and self._uniform():
+            return self._fused_step()
         active = torch.ones(self.M, dtype=torch.bool, device=self.steps.device) if mask is None else mask.bool()
         self.steps += active.to(self.steps.dtype)
         t = self.steps.clamp(min=1.0)  # a member that never stepped keeps its (unused) step size finite
@@ -192,6 +194,24 @@ class MemberAdam:
             v.copy_(torch.where(on, v * b2 + (1 - b2) * g * g, v))
             denom = v.sqrt() / self._per_member(bc2_sqrt, p) + self.eps
             p.copy_(torch.where(on, p - self._per_member(step_size, p) * m / denom, p))
+
+    def _uniform(self) -> bool:
+        """Every member at the same step count with the same learning rate (no sweep over it,
+        no masked step so far): then one fused Adam kernel over all of them is exact."""
+        return bool((self.steps == self.steps[0]).all()) and bool((self.lr == self.lr[0]).all()) and \
+            all(p.device.type in ("cpu", "cuda") for p in self.params)
+
+    def _fused_step(self) -> None:
+        with_grad = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not with_grad:
+            return
+        self.steps += 1
+        step = torch.tensor(float(self.steps[0]), device=self.params[0].device)
+        ps = [self.params[i] for i in with_grad]
+        torch._fused_adam_(ps, [p.grad for p in ps], [self.exp_avg[i] for i in with_grad],
+                           [self.exp_avg_sq[i] for i in with_grad], [], [step] * len(ps), lr=float(self.lr[0]),
+                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+                           amsgrad=False, maximize=False)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"lr": self.lr, "steps": self.steps}
