@@ -205,93 +205,26 @@ class Agent:
         checkpoints, final model, summary, curve). Ctrl-C stops at the end of the current
         iteration, writes a checkpoint to ``run_dir`` and raises ``KeyboardInterrupt``.
         """
-        if not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
-            raise ConfigError(f"invalid value for 'total_steps': {total_steps!r} (allowed: an integer >= 0)")
-        if eval_every < 0 or eval_episodes < 1:
-            raise ConfigError(f"invalid evaluation settings eval_every={eval_every}, eval_episodes={eval_episodes} "
-                              "(allowed: eval_every >= 0, eval_episodes >= 1)")
-        stream = self._require_env()
-        start, target = self.env_steps, self.env_steps + int(total_steps)
-        # Schedules (linear learning-rate decay) run over the learn() call; a loaded checkpoint of
-        # an unfinished call continues that call's schedule when asked for the same end step.
-        span, self._resume_span = self._resume_span, None
-        self._learn_span = (span[0], span[1]) if span and span[0] <= start < span[1] == target else (start, target)
-        if threshold is None:
-            threshold = reward_threshold(self.env_spec)
-        run = RunLogger(run_dir) if run_dir is not None else None
-        clock = Clock(self._run["wall"], self._run["train"])
-        progress = Progress(target, start, progress_bar, desc=f"{self.algo} {self.env_id or ''}".strip())
-        if stream.obs is None:
-            stream.reset(seed=self.cfg.seed + 1000 * self.resets)
-            self.resets += 1
-        log, evals, ckpts = Every(start, self.cfg.log_every), Every(start, eval_every), Every(start, checkpoint_every)
-        last_log_t, last_log_steps = clock.train, start
-        pending: list[float] = []
-        metrics: dict[str, torch.Tensor] = {}
+        session = TrainingSession(self, total_steps, callback, progress_bar=progress_bar, run_dir=run_dir,
+                                  eval_every=eval_every, eval_episodes=eval_episodes,
+                                  checkpoint_every=checkpoint_every, threshold=threshold)
         with sigint_flag() as interrupted:
             try:
-                self._learn_begin(target)
-                while self.env_steps < target and not interrupted.is_set():
+                self._learn_begin(session.target)
+                while not session.done(interrupted.is_set()):
                     try:
                         metrics = self._iteration()
                     except Exception as e:
-                        # Diverged weights surface as NaN actions (an env that rejects them, a
-                        # sampler that raises): report the parameter, not the symptom.
-                        self.check_finite(f"training stopped ({type(e).__name__}: "
-                                          f"{str(e).splitlines()[0] if str(e) else ''})")
+                        session.diverged_or(e)
                         raise
-                    new_eps, self._finished = self._finished, []
-                    pending.extend(new_eps)
-                    if log.due(self.env_steps) or self.env_steps >= target:
-                        sps = (self.env_steps - last_log_steps) / max(clock.train - last_log_t, 1e-9)
-                        row = metrics_row(self._counters(), metrics, pending, sps, clock)
-                        self.check_finite("training stopped")
-                        if run is not None:
-                            run.log_metrics(row)
-                        progress.update(self.env_steps, float(np.mean(self.recent_returns)) if self.recent_returns
-                                        else None, sps)
-                        pending, last_log_t, last_log_steps = [], clock.train, self.env_steps
-                        log.advance(self.env_steps)
-                    if evals.due(self.env_steps) or (eval_every and self.env_steps >= target):
-                        self._periodic_eval(eval_episodes, clock, run)
-                        evals.advance(self.env_steps)
-                    if run is not None and ckpts.due(self.env_steps):
-                        self._save_run_checkpoint(run_dir, clock)
-                        ckpts.advance(self.env_steps)
-                    if callback is not None and callback(self, {"env_steps": self.env_steps, "updates": self.updates,
-                                                                "metrics": metrics, "episode_returns": new_eps}) is False:
-                        break
+                    session.record(metrics)
             finally:
                 try:
                     self._learn_end()
                 finally:
-                    progress.close()
-                self._run["wall"], self._run["train"] = clock.wall, clock.train
-        if run is not None:
-            self._save_run_checkpoint(run_dir, clock)
-            if not interrupted.is_set():
-                self.save(Path(run_dir) / "model" / ckpt.FILENAME)
-            write_summary(Path(run_dir), {"algo": self.algo, "env_id": self.env_id, "seed": self.cfg.seed,
-                                          "config": self.cfg.to_dict()},
-                          self._run["evals"], self.env_steps, self.updates, clock, threshold)
-            run.close()
-        if interrupted.is_set():
-            raise KeyboardInterrupt(f"training interrupted at env step {self.env_steps}"
-                                    + (f"; checkpoint written to {run_dir}" if run_dir else ""))
+                    session.close()
+        session.finish(interrupted.is_set())
         return self
-
-    def _periodic_eval(self, episodes: int, clock: Clock, run: RunLogger | None) -> None:
-        t0 = time.perf_counter()
-        res = self.evaluate(episodes)
-        clock.eval_time += time.perf_counter() - t0
-        row = {"env_steps": self.env_steps, "wall_seconds": round(clock.wall, 3),
-               "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"], "episodes": episodes}
-        self._run["evals"].append(row)
-        if run is not None:
-            run.log_eval(row)
-
-    def _counters(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes}
 
     def _record_episodes(self, returns: list[float]) -> None:
         if returns:
@@ -431,6 +364,103 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.env_id!r}, env_steps={self.env_steps})"
+
+
+class TrainingSession:
+    """The bookkeeping of one ``learn`` call around the iterations that drive it: the step budget,
+    schedules' span, metrics rows, progress bar, evaluations, run-directory checkpoints and
+    callback (``record`` after each iteration), then the final checkpoint, model and summary
+    (``finish``). ``Agent.learn`` drives one; a batched run drives one per member."""
+
+    def __init__(self, agent: Agent, total_steps: int, callback: Callback | None = None, *,
+                 progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None, eval_every: int = 0,
+                 eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None):
+        if not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
+            raise ConfigError(f"invalid value for 'total_steps': {total_steps!r} (allowed: an integer >= 0)")
+        if eval_every < 0 or eval_episodes < 1:
+            raise ConfigError(f"invalid evaluation settings eval_every={eval_every}, eval_episodes={eval_episodes} "
+                              "(allowed: eval_every >= 0, eval_episodes >= 1)")
+        a = self.agent = agent
+        stream = a._require_env()
+        self.start, self.target = a.env_steps, a.env_steps + int(total_steps)
+        # Schedules (linear learning-rate decay) run over the learn() call; a loaded checkpoint of
+        # an unfinished call continues that call's schedule when asked for the same end step.
+        span, a._resume_span = a._resume_span, None
+        a._learn_span = (span[0], span[1]) if span and span[0] <= self.start < span[1] == self.target \
+            else (self.start, self.target)
+        self.threshold = reward_threshold(a.env_spec) if threshold is None else threshold
+        self.callback, self.run_dir, self.eval_every, self.eval_episodes = callback, run_dir, eval_every, eval_episodes
+        self.run = RunLogger(run_dir) if run_dir is not None else None
+        self.clock = Clock(a._run["wall"], a._run["train"])
+        self.progress = Progress(self.target, self.start, progress_bar, desc=f"{a.algo} {a.env_id or ''}".strip())
+        if stream.obs is None:
+            stream.reset(seed=a.cfg.seed + 1000 * a.resets)
+            a.resets += 1
+        self.log, self.evals = Every(self.start, a.cfg.log_every), Every(self.start, eval_every)
+        self.ckpts = Every(self.start, checkpoint_every)
+        self.last_log_t, self.last_log_steps = self.clock.train, self.start
+        self.pending: list[float] = []
+        self.stopped = False  # by the callback
+
+    def done(self, interrupted: bool = False) -> bool:
+        return interrupted or self.stopped or self.agent.env_steps >= self.target
+
+    def diverged_or(self, e: Exception) -> None:
+        """An iteration raised: diverged weights surface as NaN actions (an env that rejects
+        them, a sampler that raises), so report the parameter, not the symptom."""
+        self.agent.check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+    def record(self, metrics: dict[str, torch.Tensor]) -> None:
+        """After an iteration: the metrics row, progress, evaluation, checkpoint and callback that are due."""
+        a, clock, run = self.agent, self.clock, self.run
+        new_eps, a._finished = a._finished, []
+        self.pending.extend(new_eps)
+        if self.log.due(a.env_steps) or a.env_steps >= self.target:
+            sps = (a.env_steps - self.last_log_steps) / max(clock.train - self.last_log_t, 1e-9)
+            row = metrics_row({"env_steps": a.env_steps, "updates": a.updates, "episodes": a.episodes}, metrics,
+                              self.pending, sps, clock)
+            a.check_finite("training stopped")
+            if run is not None:
+                run.log_metrics(row)
+            self.progress.update(a.env_steps, float(np.mean(a.recent_returns)) if a.recent_returns else None, sps)
+            self.pending, self.last_log_t, self.last_log_steps = [], clock.train, a.env_steps
+            self.log.advance(a.env_steps)
+        if self.evals.due(a.env_steps) or (self.eval_every and a.env_steps >= self.target):
+            t0 = time.perf_counter()
+            res = a.evaluate(self.eval_episodes)
+            clock.eval_time += time.perf_counter() - t0
+            row = {"env_steps": a.env_steps, "wall_seconds": round(clock.wall, 3),
+                   "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"],
+                   "episodes": self.eval_episodes}
+            a._run["evals"].append(row)
+            if run is not None:
+                run.log_eval(row)
+            self.evals.advance(a.env_steps)
+        if run is not None and self.ckpts.due(a.env_steps):
+            a._save_run_checkpoint(self.run_dir, clock)
+            self.ckpts.advance(a.env_steps)
+        if self.callback is not None and self.callback(a, {"env_steps": a.env_steps, "updates": a.updates,
+                                                           "metrics": metrics, "episode_returns": new_eps}) is False:
+            self.stopped = True
+
+    def close(self) -> None:
+        self.progress.close()
+        self.agent._run["wall"], self.agent._run["train"] = self.clock.wall, self.clock.train
+
+    def finish(self, interrupted: bool) -> None:
+        """The run directory's last checkpoint, model and summary; Ctrl-C raises KeyboardInterrupt."""
+        a, run_dir = self.agent, self.run_dir
+        if self.run is not None:
+            a._save_run_checkpoint(run_dir, self.clock)
+            if not interrupted:
+                a.save(Path(run_dir) / "model" / ckpt.FILENAME)
+            write_summary(Path(run_dir), {"algo": a.algo, "env_id": a.env_id, "seed": a.cfg.seed,
+                                          "config": a.cfg.to_dict()},
+                          a._run["evals"], a.env_steps, a.updates, self.clock, self.threshold)
+            self.run.close()
+        if interrupted:
+            raise KeyboardInterrupt(f"training interrupted at env step {a.env_steps}"
+                                    + (f"; checkpoint written to {run_dir}" if run_dir else ""))
 
 
 def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[Agent] | None = None,
