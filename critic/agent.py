@@ -54,9 +54,22 @@ class Agent:
         if cls.algo:
             Agent._algorithms[cls.algo] = cls
 
+    def __new__(cls, env: EnvSpec | None = None, config: Config | dict | None = None, *args: Any,
+                seeds: Any = None, **kwargs: Any):
+        """``seeds=[...]``: M agents of this algorithm, one per seed, trained as one batched run
+        (the algorithm's ``_batch``); otherwise an ordinary agent."""
+        if seeds is None:
+            return super().__new__(cls)
+        return cls._batch(env, config, *args, seeds=seeds, **kwargs)
+
+    @classmethod
+    def _batch(cls, env: EnvSpec | None, config: Config | dict | None, *args: Any, seeds: Any, **kwargs: Any):
+        raise ConfigError(f"invalid value for 'seeds': {seeds!r} (many seeds in one batched run are available for "
+                          f"ppo so far, not {cls.algo}; train one agent per seed)")
+
     def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
                  allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,
-                 **hparams: Any):
+                 seeds: None = None, **hparams: Any):
         self.cfg = build_config(self.config_cls, config, hparams)
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
@@ -108,9 +121,7 @@ class Agent:
 
     def _iteration(self) -> dict[str, torch.Tensor]:
         """One collection, then an update on each batch the collector hands out."""
-        steps, returns = self.collector.collect(self.stream, self.env_steps)
-        self.env_steps += steps
-        self._record_episodes(returns)
+        self.collect()
         metrics: dict[str, torch.Tensor] = {}
         with self.collector.precision():
             for batch in self.collector.batches(self.env_steps):
@@ -140,6 +151,13 @@ class Agent:
         return {**out, **self.eval_env.state()}
 
     # ------------------------------------------------------------------ public training API
+    def collect(self) -> None:
+        """One collection into the agent's storage (counted in ``env_steps``; finished episodes
+        recorded), without updating: ``learn`` does it each iteration, a batched run for each member."""
+        steps, returns = self.collector.collect(self.stream, self.env_steps)
+        self.env_steps += steps
+        self._record_episodes(returns)
+
     def update(self) -> dict[str, torch.Tensor]:
         """One update on a batch from the agent's storage (a replay sample, or the last rollout),
         whether or not one is due; counts as an update (benchmarks and tests time it)."""
@@ -374,7 +392,8 @@ class TrainingSession:
 
     def __init__(self, agent: Agent, total_steps: int, callback: Callback | None = None, *,
                  progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None, eval_every: int = 0,
-                 eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None):
+                 eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None,
+                 before_save: Callable[[], None] | None = None):
         if not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
             raise ConfigError(f"invalid value for 'total_steps': {total_steps!r} (allowed: an integer >= 0)")
         if eval_every < 0 or eval_episodes < 1:
@@ -401,6 +420,7 @@ class TrainingSession:
         self.last_log_t, self.last_log_steps = self.clock.train, self.start
         self.pending: list[float] = []
         self.stopped = False  # by the callback
+        self.before_save = before_save  # (a batched run hands each member its optimizer state)
 
     def done(self, interrupted: bool = False) -> bool:
         return interrupted or self.stopped or self.agent.env_steps >= self.target
@@ -437,6 +457,8 @@ class TrainingSession:
                 run.log_eval(row)
             self.evals.advance(a.env_steps)
         if run is not None and self.ckpts.due(a.env_steps):
+            if self.before_save is not None:
+                self.before_save()
             a._save_run_checkpoint(self.run_dir, clock)
             self.ckpts.advance(a.env_steps)
         if self.callback is not None and self.callback(a, {"env_steps": a.env_steps, "updates": a.updates,
@@ -451,6 +473,8 @@ class TrainingSession:
         """The run directory's last checkpoint, model and summary; Ctrl-C raises KeyboardInterrupt."""
         a, run_dir = self.agent, self.run_dir
         if self.run is not None:
+            if self.before_save is not None:
+                self.before_save()
             a._save_run_checkpoint(run_dir, self.clock)
             if not interrupted:
                 a.save(Path(run_dir) / "model" / ckpt.FILENAME)

@@ -38,14 +38,16 @@ class Progress:
                             smoothing=0.1, file=sys.stderr)
         self.last = initial
 
-    def update(self, steps: int, mean_return: float | None, sps: float) -> None:
+    def update(self, steps: int, mean_return: float | None, sps: float | None, extra: str = "") -> None:
         if self.bar is None:
             return
         self.bar.update(steps - self.last)
         self.last = steps
-        post = {"sps": f"{sps:,.0f}"}
+        post = {"sps": f"{sps:,.0f}"} if sps is not None else {}
         if mean_return is not None and math.isfinite(mean_return):
             post["return"] = f"{mean_return:.1f}"
+        if extra:
+            post["range"] = extra
         self.bar.set_postfix(post, refresh=False)
 
     def close(self) -> None:

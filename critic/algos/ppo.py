@@ -176,12 +176,14 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
 
 
 def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Tensor], cfg: PPOConfig,
-                   generators: list[torch.Generator], clip_eps: float | None = None) -> dict[str, torch.Tensor]:
+                   generators: list[torch.Generator], clip_eps: float | None = None,
+                   active: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """:func:`update` for M members at once: ``batch`` holds each member's rollout ``[M, T, N]``,
     ``generators`` each member's minibatch shuffling. Every member's arithmetic is its solo
     update's: its own GAE, advantage standardisation, permutations, gradient clipping, Adam
     step, and KL early stop (a member that stops skips the remaining epochs while the others go
-    on). Metrics are ``[M]``. The KL-penalised variant is not batched yet."""
+    on). ``active`` [M] leaves members out from the start (a frozen, diverged member). Metrics are
+    ``[M]``. The KL-penalised variant is not batched yet."""
     clip_eps = cfg.clip_eps if clip_eps is None else clip_eps
     if clip_eps is None:
         raise ValueError("update_members batches the clipped surrogate only (clip_eps=None is not supported yet)")
@@ -203,7 +205,7 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
     loss_fns = {w: members.vmap(lambda net, mb, w=w: minibatch_loss(net, mb, cfg, norm, w, clip_eps))
                 for w in (False, True)}
     rows = torch.arange(M)[:, None]
-    active = torch.ones(M, dtype=torch.bool)
+    active = torch.ones(M, dtype=torch.bool) if active is None else active.bool().clone()
     metrics: dict[str, torch.Tensor] = {}
     for epoch in range(cfg.n_epochs):
         perm = None if whole else torch.stack([torch.randperm(B, generator=g) if active[k] else torch.arange(B)
@@ -232,6 +234,12 @@ class PPO(Agent):
 
     algo = "ppo"
     config_cls = PPOConfig
+
+    @classmethod
+    def _batch(cls, env, config=None, *args, seeds, **hparams):
+        """``critic.PPO(env, seeds=[...])``: a :class:`critic.algos.batch.SeedBatch` of PPO agents."""
+        from critic.algos.batch import SeedBatch
+        return SeedBatch.build(cls, env, config, seeds=seeds, update_members=update_members, **hparams)
 
     def _build(self) -> None:
         cfg = self.cfg

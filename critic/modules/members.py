@@ -40,6 +40,16 @@ class Members:
         self.buffers: dict[str, Tensor] = buffers
         self.base = copy.deepcopy(nets[0])  # the architecture; its own weights are never used
 
+    @classmethod
+    def from_params(cls, base: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor] | None = None
+                    ) -> "Members":
+        """Members over given stacked tensors (e.g. views of one ``[M, P]`` buffer that M agents'
+        networks also view), with ``base`` the architecture."""
+        self = cls.__new__(cls)
+        self.M = next(iter(params.values())).shape[0]
+        self.params, self.buffers, self.base = dict(params), dict(buffers or {}), base
+        return self
+
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
 

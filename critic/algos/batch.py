@@ -1,0 +1,224 @@
+"""Many seeds in one process: M agents of one algorithm and configuration trained as one.
+
+``critic.PPO(env, seeds=[0, 1, ..., 7])`` builds a :class:`SeedBatch`. Each member is an
+ordinary agent with its own envs, normalisers, rollout storage, random streams, run directory
+and checkpoints (each loads with ``critic.load``, replays with ``critic eval``). The members'
+network weights are the rows of one ``[M, P]`` tensor: the members collect one after another,
+then update together in one batched update (``ppo.update_members``: the per-member loss
+vmapped over the stacked weights, ``MemberAdam`` with each member's gradient clipping, Adam
+state and KL early stop). A member whose weights become non-finite is frozen and reported; the
+others finish. The run directory holds ``seed_<s>/`` per member and the group's aggregate
+(``summary.json`` with the median, the interquartile mean and 95 % bootstrap intervals, and
+``curve.png``).
+
+PPO only so far; the KL-penalised variant, Ray sampling and per-member hyper-parameters are not
+batched yet.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from critic.agent import Agent, TrainingSession
+from critic.algos.common import apply_lr_schedule
+from critic.aggregate import write_aggregate
+from critic.checkpoint import NonFiniteError
+from critic.config import ConfigError
+from critic.logger import Progress, sigint_flag
+from critic.modules.members import Members
+from critic.optim import MemberAdam
+
+
+def parse_seeds(seeds: Any) -> list[int]:
+    """``[0, 1, 2]``, ``range(8)``, ``"0-7"`` or ``"0,3,5"`` -> a list of distinct seeds."""
+    if isinstance(seeds, str):
+        out: list[int] = []
+        try:
+            for part in seeds.split(","):
+                a, _, b = part.strip().partition("-")
+                out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+        except ValueError:
+            raise ConfigError(f"invalid value for 'seeds': {seeds!r} (allowed: '0-7', '0,3,5' or a list of "
+                              "integers)") from None
+    else:
+        try:
+            out = [int(s) for s in seeds]
+        except (TypeError, ValueError):
+            raise ConfigError(f"invalid value for 'seeds': {seeds!r} (allowed: a list of integers)") from None
+    if not out or len(set(out)) != len(out):
+        raise ConfigError(f"invalid value for 'seeds': {seeds!r} (allowed: one or more distinct integers)")
+    return out
+
+
+class SeedBatch:
+    """M agents (one per seed) trained in lockstep with batched updates; see the module docstring."""
+
+    def __init__(self, agents: list[Agent], seeds: list[int], update_members: Callable[..., dict[str, torch.Tensor]]):
+        """``update_members``: the algorithm's batched update (``ppo.update_members``)."""
+        self.agents, self.seeds, self.M = agents, seeds, len(agents)
+        self.update_members = update_members
+        a0 = agents[0]
+        cfg = a0.cfg
+        if getattr(cfg, "kl_penalty", "none") != "none" or getattr(cfg, "backend", "local") != "local":
+            raise ConfigError("seeds=[...] batches PPO's clipped surrogate on the local backend so far "
+                              "(kl_penalty='none', backend='local')")
+        # the members' weights: rows of one [M, P] leaf that every member's network views
+        flats = [a.optims["main"].param_groups[0]["params"][0] for a in agents]
+        self.flat = torch.stack([f.detach() for f in flats]).requires_grad_(True)
+        names = [(n, p.shape, p.numel()) for n, p in a0.nets.named_parameters()]
+        with torch.no_grad():
+            for k, (a, f) in enumerate(zip(agents, flats)):
+                off = 0
+                for (_, p), (_, shape, n) in zip(a.nets.named_parameters(), names):
+                    p.data = self.flat.data[k, off:off + n].view(shape)
+                    off += n
+                f.data = self.flat.data[k]
+        self.names = names
+        self.opt = MemberAdam([self.flat], cfg.learning_rate, self.M, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
+        self._load_optimizer_states()
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.frozen = np.zeros(self.M, dtype=bool)
+
+    @classmethod
+    def build(cls, agent_cls: type[Agent], env: Any, config: Any = None, *, seeds: Any,
+              update_members: Callable[..., dict[str, torch.Tensor]], **hparams: Any) -> "SeedBatch":
+        if "seed" in hparams:
+            raise ConfigError("give either seed or seeds, not both")
+        seeds = parse_seeds(seeds)
+        agents = []
+        try:
+            for s in seeds:
+                agents.append(agent_cls(env, config, seed=s, **hparams))
+        except BaseException:
+            for a in agents:
+                a.close()
+            raise
+        return cls(agents, seeds, update_members)
+
+    # ------------------------------------------------------------------ the batched update
+    def _members(self) -> Members:
+        off, params = 0, {}
+        for name, shape, n in self.names:
+            params[name] = self.flat[:, off:off + n].view(self.M, *shape)
+            off += n
+        return Members.from_params(self.agents[0].nets, params)
+
+    def _update(self) -> list[dict[str, torch.Tensor]]:
+        a0 = self.agents[0]
+        live = [k for k in range(self.M) if not self.frozen[k]]
+        apply_lr_schedule(a0.optims["main"], a0.cfg, a0.env_steps, a0._learn_span)  # the members share it
+        self.opt.lr.fill_(a0.optims["main"].param_groups[0]["lr"])
+        batch = {k: torch.stack([a.collector.buffer.view()[k] for a in self.agents]) for k in
+                 self.agents[0].collector.buffer.view()}
+        mask = torch.from_numpy(~self.frozen)
+        metrics = self.update_members(self._members(), self.opt, batch, a0.cfg, self.generators, a0.clip_range(),
+                                 active=mask)
+        for k in live:
+            self.agents[k].updates += 1
+        return [{n: v[k] for n, v in metrics.items()} for k in range(self.M)]
+
+    # ------------------------------------------------------------------ optimizer state <-> members
+    def _store_optimizer_states(self) -> None:
+        """Each member's slice of the batched Adam into its own optimizer, so its checkpoint is an
+        ordinary one (a member resumes alone, or in a batch)."""
+        for k, a in enumerate(self.agents):
+            opt = a.optims["main"]
+            p = opt.param_groups[0]["params"][0]
+            opt.param_groups[0]["lr"] = float(self.opt.lr[k])
+            opt.state[p] = {"step": torch.tensor(float(self.opt.steps[k])),
+                            "exp_avg": self.opt.exp_avg[0][k].detach().clone(),
+                            "exp_avg_sq": self.opt.exp_avg_sq[0][k].detach().clone()}
+
+    def _load_optimizer_states(self) -> None:
+        for k, a in enumerate(self.agents):
+            opt = a.optims["main"]
+            st = opt.state.get(opt.param_groups[0]["params"][0])
+            if st and "exp_avg" in st:
+                self.opt.exp_avg[0][k].copy_(st["exp_avg"])
+                self.opt.exp_avg_sq[0][k].copy_(st["exp_avg_sq"])
+                self.opt.steps[k] = float(st["step"])
+
+    # ------------------------------------------------------------------ training
+    def learn(self, total_steps: int, *, progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None,
+              eval_every: int = 0, eval_episodes: int = 10, checkpoint_every: int = 0,
+              threshold: float | None = None) -> "SeedBatch":
+        """Train every member for ``total_steps`` more env steps (in lockstep). With ``run_dir``,
+        ``seed_<s>/`` holds member s's ordinary run directory and the top level the aggregate."""
+        run_dirs = [Path(run_dir) / f"seed_{s}" for s in self.seeds] if run_dir is not None else [None] * self.M
+        sessions = [TrainingSession(a, total_steps, progress_bar=False, run_dir=d, eval_every=eval_every,
+                                    eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
+                                    threshold=threshold, before_save=self._store_optimizer_states)
+                    for a, d in zip(self.agents, run_dirs)]
+        a0 = self.agents[0]
+        progress = Progress(sessions[0].target, sessions[0].start, progress_bar,
+                            desc=f"{a0.algo} {a0.env_id or ''} x{self.M}".strip())
+        with sigint_flag() as interrupted:
+            try:
+                while not all(s.done(interrupted.is_set()) for s in sessions):
+                    live = [k for k in range(self.M) if not self.frozen[k] and not sessions[k].done()]
+                    for k in list(live):
+                        try:
+                            self.agents[k].collect()
+                        except Exception as e:
+                            try:
+                                sessions[k].diverged_or(e)  # a NonFiniteError if its weights diverged
+                            except NonFiniteError as why:
+                                self._freeze(k, sessions[k], why)
+                                live.remove(k)
+                                continue
+                            raise
+                    if not live:
+                        break
+                    per_member = self._update()
+                    for k in live:
+                        try:
+                            sessions[k].record(per_member[k])
+                        except NonFiniteError as e:
+                            self._freeze(k, sessions[k], e)
+                    median, spread = self._median_return()
+                    progress.update(a0.env_steps, median, None, spread)
+            finally:
+                for s in sessions:
+                    s.close()
+                progress.close()
+        self._store_optimizer_states()
+        for s in sessions:
+            s.finish(False)
+        if run_dir is not None:
+            write_aggregate(run_dir, run_dirs)
+        if interrupted.is_set():
+            raise KeyboardInterrupt(f"training interrupted at env step {a0.env_steps}"
+                                    + (f"; checkpoints written to {run_dir}" if run_dir else ""))
+        return self
+
+    def _freeze(self, k: int, session: TrainingSession, e: Exception) -> None:
+        self.frozen[k] = True
+        session.stopped = True
+        warnings.warn(f"member with seed {self.seeds[k]} diverged and is frozen ({e}); the others go on",
+                      RuntimeWarning, stacklevel=3)
+
+    def _median_return(self) -> tuple[float | None, str]:
+        means = [float(np.mean(a.recent_returns)) for a in self.agents if a.recent_returns]
+        if not means:
+            return None, ""
+        return float(np.median(means)), f"{min(means):.0f}..{max(means):.0f}"
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.close()
+
+    def __enter__(self) -> "SeedBatch":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        a0 = self.agents[0]
+        return f"SeedBatch({a0.algo}, env={a0.env_id!r}, seeds={self.seeds}, env_steps={a0.env_steps})"

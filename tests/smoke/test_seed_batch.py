@@ -1,0 +1,89 @@
+"""critic.PPO(env, seeds=[...]): M ordinary agents trained as one batch."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import critic
+from critic.algos.batch import SeedBatch, parse_seeds
+
+SMALL = dict(n_steps=16, num_envs=2, batch_size=16, n_epochs=2, hidden_sizes=(16,))
+
+
+def test_seeds_give_a_batch_of_ordinary_members_with_run_dirs_and_an_aggregate(tmp_path):
+    batch = critic.PPO("CartPole-v1", seeds=[3, 5], **SMALL)
+    assert isinstance(batch, SeedBatch) and [a.cfg.seed for a in batch.agents] == [3, 5]
+    batch.learn(256, progress_bar=False, run_dir=tmp_path, eval_every=128, eval_episodes=2)
+    assert all(a.env_steps == 256 and a.updates == 8 for a in batch.agents)
+    for s, a in zip((3, 5), batch.agents):
+        loaded = critic.load(tmp_path / f"seed_{s}" / "model")  # each member loads alone
+        assert loaded.cfg.seed == s and loaded.env_steps == 256
+        for (n, p), (_, q) in zip(a.nets.state_dict().items(), loaded.nets.state_dict().items()):
+            assert torch.equal(p, q), n
+        st = next(iter(loaded.optims["main"].state.values()))
+        assert int(st["step"]) == 32  # its slice of the batched Adam: 8 updates x 2 epochs x 2 minibatches
+        loaded.close()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_runs"] == 2 and {r["seed"] for r in summary["runs"]} == {3, 5}
+    assert summary["final"]["n"] == 2 and (tmp_path / "curve.png").is_file()
+    # the members' weights differ (different seeds), yet each is a row of one stacked tensor
+    assert not torch.equal(batch.flat[0], batch.flat[1])
+    assert batch.agents[1].nets.pi_head.weight.data_ptr() != batch.agents[0].nets.pi_head.weight.data_ptr()
+    batch.close()
+
+
+def test_a_batched_run_repeats_bit_for_bit():
+    runs = []
+    for _ in range(2):
+        b = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
+        b.learn(192, progress_bar=False)
+        runs.append(b.flat.detach().clone())
+        b.close()
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_a_diverged_member_is_frozen_and_the_others_finish():
+    b = critic.PPO("CartPole-v1", seeds=[0, 1, 2], **SMALL)
+    with torch.no_grad():
+        b.flat[1].fill_(float("nan"))
+    with pytest.warns(RuntimeWarning, match="seed 1 diverged and is frozen"):
+        b.learn(128, progress_bar=False)
+    assert b.frozen.tolist() == [False, True, False]
+    assert b.agents[0].env_steps == b.agents[2].env_steps == 128
+    assert torch.isfinite(b.flat[0]).all() and torch.isfinite(b.flat[2]).all()
+    b.close()
+
+
+def test_seeds_are_checked():
+    assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("1,4-5") == [1, 4, 5] and parse_seeds(range(2)) == [0, 1]
+    for bad in ("a-b", [], [1, 1]):
+        with pytest.raises(critic.ConfigError, match="'seeds'"):
+            parse_seeds(bad)
+    with pytest.raises(critic.ConfigError, match="ppo so far, not sac"):
+        critic.SAC("Pendulum-v1", seeds=[0, 1])
+    with pytest.raises(critic.ConfigError, match="either seed or seeds"):
+        critic.PPO("CartPole-v1", seeds=[0, 1], seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = critic.PPO("CartPole-v1", **SMALL)  # without seeds: an ordinary agent
+    assert isinstance(a, critic.PPO) and np.isfinite(a.predict(np.zeros(4, np.float32)))
+    a.close()
+
+
+def test_cli_seeds_writes_member_run_dirs_that_resume_alone(tmp_path, capsys):
+    from critic.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "ppo", "CartPole-v1", "--seeds", "0-1", "--steps", "256", "--out", str(out), "--no-progress",
+               "--set", "n_steps=16", "num_envs=2", "batch_size=16", "n_epochs=1", "--eval-every", "128",
+               "--eval-episodes", "1"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "2 members, one batch" in err and "IQM" in err and "95% CI" in err
+    assert (out / "summary.json").is_file() and (out / "curve.png").is_file()
+    assert main(["train", "--resume", str(out / "seed_1"), "--steps", "320", "--no-progress"]) == 0
+    assert critic.load(out / "seed_1" / "model").env_steps == 320
+    assert main(["train", "ppo", "CartPole-v1", "--seeds", "0-1", "--seed", "3"]) == 2  # one or the other
