@@ -1,6 +1,6 @@
 """Many seeds in one process: what M members cost against M separate agents.
 
-Part 1 (this script so far): the PPO update and the acting forward of ``ppo_cartpole``'s shapes
+``--part update``: the PPO update and the acting forward of ``ppo_cartpole``'s shapes
 (64-64 tanh networks, rollouts of 16 x 16 = 256 transitions, 6 epochs of one 256-minibatch),
 for M = 1, 2, 4, 8, 16, 32 members, timed side by side in one process:
 
@@ -9,8 +9,13 @@ for M = 1, 2, 4, 8, 16, 32 members, timed side by side in one process:
 * ``batched``: one ``Members`` of M stacked networks updated by ``ppo.update_members``
   (``torch.func.vmap`` over the per-member loss, ``MemberAdam``).
 
-    python benchmarks/bench_members.py                 # ~1 min
+``--part train``: whole training, ``ppo_cartpole``'s preset for ``--steps`` env steps per seed
+(no evaluations): one seed alone, then ``critic.PPO(env, seeds=[0..M-1])``; the issue's target
+is the batch's wall time <= 2x one seed's for M = 8.
+
+    python benchmarks/bench_members.py                 # --part update, ~1 min
     python benchmarks/bench_members.py --members 1,8 --repeats 20
+    python benchmarks/bench_members.py --part train --members 8 --steps 100000
 """
 
 from __future__ import annotations
@@ -66,13 +71,44 @@ def _setup(M: int, torch, T: int = 16, N: int = 16):
     return cfg, solos, opts, batches, members, mopt, stacked, gens, obs_solo, obs_members, act
 
 
+def train_part(args) -> int:
+    import critic
+    from common import preset
+
+    _, data = preset("ppo", "cartpole")
+    hp = {**data["hparams"], "torch_threads": args.threads}
+    info = machine_info()
+    print(f"bench_members --part train {utc_date()}: {info['cpu']}, {info['cores']} cores, {args.threads} "
+          f"thread(s), load {loadavg()}; ppo_cartpole, {args.steps:,} steps per seed")
+    solo = critic.PPO("CartPole-v1", seed=0, **hp)
+    t0 = time.perf_counter()
+    solo.learn(args.steps, progress_bar=False)
+    t1 = time.perf_counter() - t0
+    solo.close()
+    print(f"  one seed: {t1:.1f} s")
+    for M in [int(x) for x in args.members.split(",")]:
+        batch = critic.PPO("CartPole-v1", seeds=list(range(M)), **hp)
+        t0 = time.perf_counter()
+        batch.learn(args.steps, progress_bar=False)
+        tm = time.perf_counter() - t0
+        batch.close()
+        print(f"  {M} seeds batched: {tm:.1f} s = {tm / t1:.2f}x one seed's wall time; per-seed throughput "
+              f"{M * t1 / tm:.2f}x one seed's (targets for 8: <= 2x wall, >= 4x throughput)", flush=True)
+    print(f"load after: {loadavg()}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", default="1,2,4,8,16,32")
     p.add_argument("--repeats", type=int, default=10, help="timed updates per size (after 2 warm-ups)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--part", choices=("update", "train"), default="update")
+    p.add_argument("--steps", type=int, default=100_000, help="--part train: env steps per seed")
     args = p.parse_args()
     torch, _ = start_torch(args.threads)
+    if args.part == "train":
+        return train_part(args)
     from critic.algos.ppo import update, update_members
 
     info = machine_info()
