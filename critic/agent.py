@@ -56,10 +56,13 @@ class Agent:
 
     def __new__(cls, env: EnvSpec | None = None, config: Config | dict | None = None, *args: Any,
                 seeds: Any = None, **kwargs: Any):
-        """``seeds=[...]``: M agents of this algorithm, one per seed, trained as one batched run
-        (the algorithm's ``_batch``); otherwise an ordinary agent."""
-        if seeds is None:
+        """``seeds=[...]`` (and/or ``sweep={field: [values]}``): agents of this algorithm, one per
+        seed and swept value, trained as one batched run (the algorithm's ``_batch``); otherwise
+        an ordinary agent."""
+        if seeds is None and kwargs.get("sweep") is None:
             return super().__new__(cls)
+        if seeds is None:  # a sweep of one seed each
+            seeds = [kwargs.pop("seed", 0)]
         return cls._batch(env, config, *args, seeds=seeds, **kwargs)
 
     @classmethod

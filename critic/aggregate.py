@@ -43,12 +43,19 @@ def aggregate_runs(run_dirs: Sequence[str | Path], seed: int = 0) -> dict[str, A
             "solved_at": {**summarize(solves, seed=seed), "unsolved": len(runs) - len(solves)}}
 
 
-def write_aggregate(out_dir: str | Path, run_dirs: Sequence[str | Path], stat: str = "iqm") -> Path:
+def write_aggregate(out_dir: str | Path, run_dirs: Sequence[str | Path], stat: str = "iqm",
+                    groups: dict[str, tuple[dict[str, Any], Sequence[str | Path]]] | None = None) -> Path:
     """``out_dir/summary.json`` (:func:`aggregate_runs`) and ``out_dir/curve.png`` (the group's
-    ``stat`` with its interval). Returns the summary's path."""
+    ``stat`` with its interval). With ``groups`` (label -> (the values that set the group apart,
+    its run dirs): a sweep) the summary holds one aggregate per group, under ``"groups"``, and
+    the curve one line per group. Returns the summary's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = aggregate_runs(run_dirs)
+    if groups is None:
+        summary = aggregate_runs(run_dirs)
+    else:
+        summary = {"groups": [{"label": label, "values": values, **aggregate_runs(dirs)}
+                              for label, (values, dirs) in groups.items()]}
     write_json(out / "summary.json", summary)
     try:
         plot_runs(run_dirs, out / "curve.png", stat=stat)

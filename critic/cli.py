@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     eval_every = args.eval_every if args.eval_every is not None else (eval_every or max(steps // 20, 1000))
     eval_episodes = args.eval_episodes if args.eval_episodes is not None else eval_episodes
     cfg = cls.config_cls.from_dict(hparams)  # validate before any env is built
-    if args.seeds is not None:
+    if args.seeds is not None or args.sweep:
         return _train_seeds(cls, args, cfg, steps, eval_every, eval_episodes, preset_path)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo.lower()}_{args.env_id.replace('/', '-')}_s{cfg.seed}_"
@@ -100,22 +100,25 @@ def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int
     (its own config.yaml: it resumes alone with --resume), RUN/ holds the aggregate."""
     from critic.algos.batch import parse_seeds
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds if args.seeds is not None else [cfg.seed])
     out = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo.lower()}_{args.env_id.replace('/', '-')}_seeds{seeds[0]}-{seeds[-1]}_"
         f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if any((out / f"seed_{s}" / "config.yaml").exists() for s in seeds):
+    if out.is_dir() and any(out.glob("*seed_*/config.yaml")):
         raise CLIError(f"run directory {out} already holds a batched run; choose another --out")
     hp = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
-    batch = cls(args.env_id, hp, seeds=seeds, allow_import=tuple(args.allow_import or ()))
-    for s in seeds:
-        (out / f"seed_{s}").mkdir(parents=True, exist_ok=True)
-        run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": s, "steps": steps, "eval_every": eval_every,
-                   "eval_episodes": eval_episodes, "preset": str(preset_path) if preset_path else None,
-                   "allow_import": list(args.allow_import or ()), "hparams": {**hp, "seed": s}}
-        (out / f"seed_{s}" / "config.yaml").write_text(dump_yaml(run_cfg))
-    print(f"critic: training {cls.algo} on {args.env_id} with seeds {args.seeds} ({len(seeds)} members, one "
-          f"batch) for {steps:,} steps each -> {out}", file=sys.stderr)
+    batch = cls(args.env_id, hp, seeds=seeds, sweep=args.sweep or None, allow_import=tuple(args.allow_import or ()))
+    for k, member in enumerate(batch.agents):
+        d = out / batch.member_name(k)
+        d.mkdir(parents=True, exist_ok=True)
+        run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": member.cfg.seed, "steps": steps,
+                   "eval_every": eval_every, "eval_episodes": eval_episodes,
+                   "preset": str(preset_path) if preset_path else None,
+                   "allow_import": list(args.allow_import or ()), "hparams": member.cfg.to_dict()}
+        (d / "config.yaml").write_text(dump_yaml(run_cfg))
+    print(f"critic: training {cls.algo} on {args.env_id}: {batch.M} members in one batch (seeds {seeds}"
+          f"{', sweep ' + ' '.join(args.sweep) if args.sweep else ''}) for {steps:,} steps each -> {out}",
+          file=sys.stderr)
     try:
         batch.learn(steps, run_dir=out, eval_every=eval_every, eval_episodes=eval_episodes,
                     checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
@@ -125,11 +128,14 @@ def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int
     finally:
         batch.close()
     summary = load_yaml(out / "summary.json") if (out / "summary.json").is_file() else {}
-    final = summary.get("final") or {}
-    if final.get("iqm") is not None:
-        lo, hi = final["iqm_ci"]
-        print(f"critic: final evaluation over {final['n']} seeds: IQM {final['iqm']:.1f} (95% CI {lo:.1f} to "
-              f"{hi:.1f}), median {final['median']:.1f}; {out}/summary.json, {out}/curve.png", file=sys.stderr)
+    for group in summary.get("groups", [summary]):
+        final = group.get("final") or {}
+        if final.get("iqm") is not None:
+            lo, hi = final["iqm_ci"]
+            which = f" ({group['label']})" if "label" in group else ""
+            print(f"critic: final evaluation over {final['n']} seeds{which}: IQM {final['iqm']:.1f} (95% CI "
+                  f"{lo:.1f} to {hi:.1f}), median {final['median']:.1f}", file=sys.stderr)
+    print(f"critic: {out}/summary.json, {out}/curve.png", file=sys.stderr)
     return 0
 
 
@@ -348,6 +354,9 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--seeds", metavar="SEEDS", help="many seeds as one batched run, e.g. 0-7 or 0,3,5 (ppo so far): "
                                                     "a run directory per seed and their aggregate")
+    t.add_argument("--sweep", action="append", metavar="FIELD=V1,V2",
+                   help="members for each value too (the product with --seeds), for learning_rate, gamma or "
+                        "gae_lambda; repeat for several fields")
     t.add_argument("--num-envs", type=int, help="parallel environments")
     t.add_argument("--preset", help="tuned hyper-parameters: a name from `critic list` or a YAML path")
     t.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",

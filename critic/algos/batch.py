@@ -11,7 +11,10 @@ others finish. The run directory holds ``seed_<s>/`` per member and the group's 
 (``summary.json`` with the median, the interquartile mean and 95 % bootstrap intervals, and
 ``curve.png``).
 
-PPO only so far; the KL-penalised variant, Ray sampling and per-member hyper-parameters are not
+``sweep={"learning_rate": [3e-4, 1e-3]}`` (or ``--sweep learning_rate=3e-4,1e-3``) adds members
+for each value, the product with the seeds: the swept scalars (:data:`SWEEPABLE`) are each
+member's own (its Adam learning rate and schedule, its GAE discount and lambda), and the
+aggregate is one per value. PPO only so far; the KL-penalised variant and Ray sampling are not
 batched yet.
 """
 
@@ -33,6 +36,38 @@ from critic.config import ConfigError
 from critic.logger import Progress, sigint_flag
 from critic.modules.members import Members
 from critic.optim import MemberAdam
+
+
+SWEEPABLE = ("learning_rate", "gamma", "gae_lambda")
+"""Scalars that may differ between the members of one batch (each member's Adam learning rate
+and learning-rate schedule; its own GAE)."""
+
+
+def parse_sweep(sweep: Any) -> dict[str, list[Any]]:
+    """``{"learning_rate": [3e-4, 1e-3]}`` or CLI items ``["learning_rate=3e-4,1e-3"]`` -> a dict of
+    value lists, each field checked against :data:`SWEEPABLE`."""
+    if sweep is None:
+        return {}
+    if isinstance(sweep, (list, tuple)):
+        out: dict[str, list[Any]] = {}
+        for item in sweep:
+            key, sep, values = str(item).partition("=")
+            if not sep or not key.strip() or not values.strip():
+                raise ConfigError(f"invalid value for 'sweep': {item!r} (allowed: FIELD=V1,V2,... e.g. "
+                                  "learning_rate=3e-4,1e-3)")
+            import yaml
+            out[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        sweep = out
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"invalid value for 'sweep': {sweep!r} (allowed: a dict of field -> list of values)")
+    for field, values in sweep.items():
+        if field not in SWEEPABLE:
+            raise ConfigError(f"invalid value for 'sweep': {field!r} cannot vary between the members of one batch "
+                              f"(allowed: {', '.join(SWEEPABLE)}; network sizes, batch size and the others shape the "
+                              "batch itself: run one batch per value)")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"invalid value for 'sweep': {field}={values!r} (allowed: a non-empty list of values)")
+    return {k: list(v) for k, v in sweep.items()}
 
 
 def parse_seeds(seeds: Any) -> list[int]:
@@ -59,12 +94,22 @@ def parse_seeds(seeds: Any) -> list[int]:
 class SeedBatch:
     """M agents (one per seed) trained in lockstep with batched updates; see the module docstring."""
 
-    def __init__(self, agents: list[Agent], seeds: list[int], update_members: Callable[..., dict[str, torch.Tensor]]):
-        """``update_members``: the algorithm's batched update (``ppo.update_members``)."""
-        self.agents, self.seeds, self.M = agents, seeds, len(agents)
+    def __init__(self, agents: list[Agent], update_members: Callable[..., dict[str, torch.Tensor]]):
+        """``update_members``: the algorithm's batched update (``ppo.update_members``). The
+        members' configs may differ in their seed and the :data:`SWEEPABLE` fields only."""
+        self.agents, self.M = agents, len(agents)
+        self.seeds = [a.cfg.seed for a in agents]
         self.update_members = update_members
         a0 = agents[0]
         cfg = a0.cfg
+        same = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", *SWEEPABLE)}
+        for a in agents[1:]:
+            other = {k: v for k, v in a.cfg.to_dict().items() if k not in ("seed", *SWEEPABLE)}
+            diff = sorted(k for k in same if same[k] != other.get(k))
+            if diff or type(a) is not type(a0):
+                raise ConfigError(f"the members of one batch differ in {', '.join(diff) or 'their class'} (allowed to "
+                                  f"differ: seed, {', '.join(SWEEPABLE)})")
+        self.swept = sorted(k for k in SWEEPABLE if len({a.cfg.to_dict()[k] for a in agents}) > 1)
         if getattr(cfg, "kl_penalty", "none") != "none" or getattr(cfg, "backend", "local") != "local":
             raise ConfigError("seeds=[...] batches PPO's clipped surrogate on the local backend so far "
                               "(kl_penalty='none', backend='local')")
@@ -80,26 +125,37 @@ class SeedBatch:
                     off += n
                 f.data = self.flat.data[k]
         self.names = names
-        self.opt = MemberAdam([self.flat], cfg.learning_rate, self.M, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
+        lrs = torch.tensor([a.cfg.learning_rate for a in agents], dtype=torch.float64)
+        self.opt = MemberAdam([self.flat], lrs, self.M, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
         self._load_optimizer_states()
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.frozen = np.zeros(self.M, dtype=bool)
 
     @classmethod
     def build(cls, agent_cls: type[Agent], env: Any, config: Any = None, *, seeds: Any,
-              update_members: Callable[..., dict[str, torch.Tensor]], **hparams: Any) -> "SeedBatch":
+              update_members: Callable[..., dict[str, torch.Tensor]], sweep: Any = None,
+              **hparams: Any) -> "SeedBatch":
+        """One member per (swept values, seed) of the product, seeds varying fastest."""
         if "seed" in hparams:
             raise ConfigError("give either seed or seeds, not both")
-        seeds = parse_seeds(seeds)
+        seeds, sweep = parse_seeds(seeds), parse_sweep(sweep)
+        import itertools
+        variants = [dict(zip(sweep, vals)) for vals in itertools.product(*sweep.values())] if sweep else [{}]
         agents = []
         try:
-            for s in seeds:
-                agents.append(agent_cls(env, config, seed=s, **hparams))
+            for variant in variants:
+                for s in seeds:
+                    agents.append(agent_cls(env, config, seed=s, **{**hparams, **variant}))
         except BaseException:
             for a in agents:
                 a.close()
             raise
-        return cls(agents, seeds, update_members)
+        return cls(agents, update_members)
+
+    def member_name(self, k: int) -> str:
+        """``seed_3``, or with a sweep ``learning_rate=0.001_seed_3`` (member k's run directory)."""
+        cfg = self.agents[k].cfg.to_dict()
+        return "_".join([*(f"{f}={cfg[f]}" for f in self.swept), f"seed_{cfg['seed']}"])
 
     # ------------------------------------------------------------------ the batched update
     def _members(self) -> Members:
@@ -112,16 +168,22 @@ class SeedBatch:
     def _update(self) -> list[dict[str, torch.Tensor]]:
         a0 = self.agents[0]
         live = [k for k in range(self.M) if not self.frozen[k]]
-        apply_lr_schedule(a0.optims["main"], a0.cfg, a0.env_steps, a0._learn_span)  # the members share it
-        self.opt.lr.fill_(a0.optims["main"].param_groups[0]["lr"])
+        for k, a in enumerate(self.agents):  # each member's own rate (and schedule) in the batched Adam
+            apply_lr_schedule(a.optims["main"], a.cfg, a.env_steps, a._learn_span)
+            self.opt.lr[k] = a.optims["main"].param_groups[0]["lr"]
         batch = {k: torch.stack([a.collector.buffer.view()[k] for a in self.agents]) for k in
                  self.agents[0].collector.buffer.view()}
         mask = torch.from_numpy(~self.frozen)
         metrics = self.update_members(self._members(), self.opt, batch, a0.cfg, self.generators, a0.clip_range(),
-                                 active=mask)
+                                      active=mask, **self._gae_settings())
         for k in live:
             self.agents[k].updates += 1
         return [{n: v[k] for n, v in metrics.items()} for k in range(self.M)]
+
+    def _gae_settings(self) -> dict[str, list[float]]:
+        if "gamma" not in self.swept and "gae_lambda" not in self.swept:
+            return {}
+        return {"gammas": [a.cfg.gamma for a in self.agents], "lambdas": [a.cfg.gae_lambda for a in self.agents]}
 
     # ------------------------------------------------------------------ optimizer state <-> members
     def _store_optimizer_states(self) -> None:
@@ -150,7 +212,8 @@ class SeedBatch:
               threshold: float | None = None) -> "SeedBatch":
         """Train every member for ``total_steps`` more env steps (in lockstep). With ``run_dir``,
         ``seed_<s>/`` holds member s's ordinary run directory and the top level the aggregate."""
-        run_dirs = [Path(run_dir) / f"seed_{s}" for s in self.seeds] if run_dir is not None else [None] * self.M
+        run_dirs = [Path(run_dir) / self.member_name(k) for k in range(self.M)] if run_dir is not None \
+            else [None] * self.M
         sessions = [TrainingSession(a, total_steps, progress_bar=False, run_dir=d, eval_every=eval_every,
                                     eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
                                     threshold=threshold, before_save=self._store_optimizer_states)
@@ -191,11 +254,19 @@ class SeedBatch:
         for s in sessions:
             s.finish(False)
         if run_dir is not None:
-            write_aggregate(run_dir, run_dirs)
+            write_aggregate(run_dir, run_dirs, groups=self._sweep_groups(run_dirs) if self.swept else None)
         if interrupted.is_set():
             raise KeyboardInterrupt(f"training interrupted at env step {a0.env_steps}"
                                     + (f"; checkpoints written to {run_dir}" if run_dir else ""))
         return self
+
+    def _sweep_groups(self, run_dirs: list[Path]) -> dict[str, tuple[dict[str, Any], list[Path]]]:
+        groups: dict[str, tuple[dict[str, Any], list[Path]]] = {}
+        for a, d in zip(self.agents, run_dirs):
+            values = {f: a.cfg.to_dict()[f] for f in self.swept}
+            label = ", ".join(f"{f}={v}" for f, v in values.items())
+            groups.setdefault(label, (values, []))[1].append(d)
+        return groups
 
     def _freeze(self, k: int, session: TrainingSession, e: Exception) -> None:
         self.frozen[k] = True

@@ -177,20 +177,27 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
 
 def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Tensor], cfg: PPOConfig,
                    generators: list[torch.Generator], clip_eps: float | None = None,
-                   active: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   active: torch.Tensor | None = None, gammas: list[float] | None = None,
+                   lambdas: list[float] | None = None) -> dict[str, torch.Tensor]:
     """:func:`update` for M members at once: ``batch`` holds each member's rollout ``[M, T, N]``,
     ``generators`` each member's minibatch shuffling. Every member's arithmetic is its solo
     update's: its own GAE, advantage standardisation, permutations, gradient clipping, Adam
     step, and KL early stop (a member that stops skips the remaining epochs while the others go
     on). ``active`` [M] leaves members out from the start (a frozen, diverged member). Metrics are
-    ``[M]``. The KL-penalised variant is not batched yet."""
+    ``[M]``. ``gammas`` / ``lambdas``: per-member discount and GAE lambda (a sweep); default the
+    config's. The KL-penalised variant is not batched yet."""
     clip_eps = cfg.clip_eps if clip_eps is None else clip_eps
     if clip_eps is None:
         raise ValueError("update_members batches the clipped surrogate only (clip_eps=None is not supported yet)")
     M, T, N = batch["rewards"].shape
-    to_tn = lambda x: x.transpose(0, 1).reshape(T, M * N)  # noqa: E731  (GAE runs column by column)
-    adv, ret = gae(*(to_tn(batch[k]) for k in ("rewards", "values", "next_values", "terminated", "truncated")),
-                   cfg.gamma, cfg.gae_lambda)
+    keys = ("rewards", "values", "next_values", "terminated", "truncated")
+    if gammas is None and lambdas is None:
+        to_tn = lambda x: x.transpose(0, 1).reshape(T, M * N)  # noqa: E731  (GAE runs column by column)
+        adv, ret = gae(*(to_tn(batch[k]) for k in keys), cfg.gamma, cfg.gae_lambda)
+    else:  # each member its own discount and lambda
+        g, lam = gammas or [cfg.gamma] * M, lambdas or [cfg.gae_lambda] * M
+        parts = [gae(*(batch[k][m] for k in keys), g[m], lam[m]) for m in range(M)]
+        adv, ret = (torch.stack([p[i] for p in parts], 1).reshape(T, M * N) for i in (0, 1))
     per_member = lambda x: x.reshape(T, M, N).transpose(0, 1).reshape(M, T * N)  # noqa: E731
     data = {"obs": batch["obs"].flatten(1, 2), "actions": batch["actions"].flatten(1, 2),
             "logp": batch["logp"].flatten(1), "values": batch["values"].flatten(1),

@@ -82,8 +82,23 @@ def test_cli_seeds_writes_member_run_dirs_that_resume_alone(tmp_path, capsys):
                "--eval-episodes", "1"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "2 members, one batch" in err and "IQM" in err and "95% CI" in err
+    assert "2 members in one batch" in err and "IQM" in err and "95% CI" in err
     assert (out / "summary.json").is_file() and (out / "curve.png").is_file()
     assert main(["train", "--resume", str(out / "seed_1"), "--steps", "320", "--no-progress"]) == 0
     assert critic.load(out / "seed_1" / "model").env_steps == 320
     assert main(["train", "ppo", "CartPole-v1", "--seeds", "0-1", "--seed", "3"]) == 2  # one or the other
+
+
+def test_a_sweep_trains_the_product_and_aggregates_per_value(tmp_path):
+    batch = critic.PPO("CartPole-v1", seeds=[0, 1], sweep={"learning_rate": [1e-3, 1e-2], "gamma": [0.9]}, **SMALL)
+    assert [(a.cfg.learning_rate, a.cfg.seed) for a in batch.agents] == [(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]
+    assert batch.swept == ["learning_rate"] and batch.opt.lr.tolist() == [1e-3, 1e-3, 1e-2, 1e-2]
+    assert all(a.cfg.gamma == 0.9 for a in batch.agents)  # one value: every member, not a sweep
+    batch.learn(128, progress_bar=False, run_dir=tmp_path, eval_every=128, eval_episodes=1)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [g["label"] for g in summary["groups"]] == ["learning_rate=0.001", "learning_rate=0.01"]
+    assert all(g["n_runs"] == 2 for g in summary["groups"])
+    assert critic.load(tmp_path / "learning_rate=0.01_seed_1" / "model").cfg.learning_rate == 1e-2
+    batch.close()
+    with pytest.raises(critic.ConfigError, match="'hidden_sizes' cannot vary between the members"):
+        critic.PPO("CartPole-v1", seeds=[0], sweep={"hidden_sizes": [[8], [16]]})

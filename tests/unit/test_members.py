@@ -112,3 +112,24 @@ def test_batched_ppo_update_with_epochs_minibatches_and_kl_stop_equals_solo_upda
         for name, p in net.state_dict().items():
             torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-5, msg=f"member {k} {name}")
         torch.testing.assert_close(metrics["loss/actor"][k], solo_metrics[k]["loss/actor"], rtol=1e-4, atol=1e-5)
+
+
+def test_per_member_gamma_and_lambda_equal_solo_updates_with_them():
+    from critic.algos.ppo import update, update_members
+
+    space = gym.spaces.Discrete(3)
+    settings = [(0.9, 0.8), (0.99, 0.95)]
+    cfgs = [PPOConfig(learning_rate=1e-2, n_steps=8, num_envs=4, batch_size=32, n_epochs=2, gamma=g, gae_lambda=lam)
+            for g, lam in settings]
+    nets = [_net(s, space) for s in (0, 1)]
+    members = Members([_net(s, space) for s in (0, 1)])
+    batches = [_rollout(n, 70 + k) for k, n in enumerate(nets)]
+    for net, b, cfg in zip(nets, batches, cfgs):
+        update(net, make_optimizer(net, cfg), b, cfg)
+    opt = MemberAdam(members.parameters(), 1e-2, 2, betas=tuple(cfgs[0].adam_betas), eps=cfgs[0].optim_eps)
+    update_members(members, opt, {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, cfgs[0],
+                   [torch.Generator().manual_seed(k) for k in range(2)], gammas=[0.9, 0.99], lambdas=[0.8, 0.95])
+    for k, net in enumerate(nets):
+        mine = members.member(k).state_dict()
+        for name, p in net.state_dict().items():
+            torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-5, msg=f"member {k} {name}")
