@@ -66,6 +66,10 @@ class Agent:
         return cls._batch(env, config, *args, seeds=seeds, **kwargs)
 
     @classmethod
+    def _load_batch(cls, run_dir: str | os.PathLike, env: EnvSpec | None = None):
+        raise ckpt.CheckpointError(f"{run_dir}: {cls.algo} has no batched runs to load")
+
+    @classmethod
     def _batch(cls, env: EnvSpec | None, config: Config | dict | None, *args: Any, seeds: Any, **kwargs: Any):
         raise ConfigError(f"invalid value for 'seeds': {seeds!r} (many seeds in one batched run are available for "
                           f"ppo so far, not {cls.algo}; train one agent per seed)")
@@ -497,6 +501,12 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[A
     ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
     callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
     """
+    if Path(path).is_dir() and (Path(path) / "batch.safetensors").is_file():  # a batched run's directory
+        _, meta = ckpt.read(Path(path) / "batch.safetensors")
+        cls = Agent._algorithms.get(meta.get("algo")) if isinstance(meta, dict) else None
+        if cls is None or _expect not in (None, cls):
+            raise ckpt.CheckpointError(f"{path}: a batched run of {meta.get('algo')!r}, which this cannot load")
+        return cls._load_batch(path, env=env)
     tensors, meta = ckpt.read(path)
     if isinstance(meta, dict) and meta.get("kind") == "components":
         raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "

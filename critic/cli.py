@@ -144,6 +144,8 @@ def _resume(args: argparse.Namespace) -> int:
     from critic import checkpoint as ckpt
 
     run_dir = Path(args.resume)
+    if (run_dir / "batch.safetensors").is_file():
+        return _resume_batch(run_dir, args)
     if not (run_dir / "config.yaml").is_file():
         raise CLIError(f"--resume {run_dir}: not a run directory (no config.yaml)")
     run_cfg = load_yaml(run_dir / "config.yaml")
@@ -160,6 +162,36 @@ def _resume(args: argparse.Namespace) -> int:
         return 0
     return _run(agent, remaining, run_dir, int(run_cfg.get("eval_every") or 0),
                 int(run_cfg.get("eval_episodes") or 10), args)
+
+
+def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
+    """``--resume RUN`` of a batched run (``--seeds``): every member from its checkpoint, then the
+    batch's own state; it trains on to the members' step budget."""
+    batch = critic_load(run_dir)
+    first = next(p for p in sorted(run_dir.glob("*seed_*/config.yaml")))
+    run_cfg = load_yaml(first)
+    a0 = batch.agents[0]
+    steps = args.steps if args.steps is not None else int(run_cfg["steps"])
+    remaining = steps - a0.env_steps
+    print(f"critic: resuming a batch of {batch.M} {a0.algo} members on {run_cfg['env_id']} at step "
+          f"{a0.env_steps:,} ({max(remaining, 0):,} to go) -> {run_dir}", file=sys.stderr)
+    try:
+        if remaining > 0:
+            eval_every = int(run_cfg.get("eval_every") or 0)
+            batch.learn(remaining, run_dir=run_dir, eval_every=eval_every,
+                        eval_episodes=int(run_cfg.get("eval_episodes") or 10),
+                        checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ncritic: interrupted; each member's checkpoint is in {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        batch.close()
+    return 0
+
+
+def critic_load(path: Path):
+    import critic
+    return critic.load(path)
 
 
 def _has_checkpoint(run_dir: Path) -> bool:

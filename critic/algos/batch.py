@@ -28,15 +28,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from critic.agent import Agent, TrainingSession
+from critic import checkpoint as ckpt
+from critic.agent import Agent, TrainingSession, load
 from critic.algos.common import apply_lr_schedule
 from critic.aggregate import write_aggregate
-from critic.checkpoint import NonFiniteError
+from critic.checkpoint import CheckpointError, NonFiniteError
 from critic.config import ConfigError
 from critic.logger import Progress, sigint_flag
 from critic.modules.members import Members
 from critic.optim import MemberAdam
 
+
+BATCH_FILE = "batch.safetensors"
+"""The batch's own state in its run directory (minibatch generators, frozen members, the members'
+directory names); each member's state is in its own directory's checkpoint."""
 
 SWEEPABLE = ("learning_rate", "gamma", "gae_lambda")
 """Scalars that may differ between the members of one batch (each member's Adam learning rate
@@ -206,6 +211,38 @@ class SeedBatch:
                 self.opt.exp_avg_sq[0][k].copy_(st["exp_avg_sq"])
                 self.opt.steps[k] = float(st["step"])
 
+    # ------------------------------------------------------------------ checkpoints
+    def save_state(self, run_dir: str | os.PathLike, member_dirs: list[Path]) -> Path:
+        """``run_dir/batch.safetensors``: what the batch keeps beyond its members' checkpoints."""
+        tensors = {f"generator/{k}": g.get_state() for k, g in enumerate(self.generators)}
+        meta = {"kind": "seed_batch", "algo": self.agents[0].algo,
+                "members": [str(Path(d).relative_to(run_dir)) for d in member_dirs],
+                "frozen": self.frozen.tolist()}
+        return ckpt.write(Path(run_dir) / BATCH_FILE, tensors, meta)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, update_members: Callable[..., dict[str, torch.Tensor]],
+             env: Any = None) -> "SeedBatch":
+        """A batch from its run directory: each member from ``<member>/checkpoints`` (its weights,
+        Adam state, envs, RNG states), then the batch's generators and frozen members: training
+        continues as if it had not stopped."""
+        tensors, meta = ckpt.read(Path(run_dir) / BATCH_FILE)
+        if not isinstance(meta, dict) or meta.get("kind") != "seed_batch":
+            raise CheckpointError(f"{run_dir}: {BATCH_FILE} is not a batched run's state")
+        agents = []
+        try:
+            for name in meta["members"]:
+                agents.append(load(Path(run_dir) / name / "checkpoints", env=env))
+        except BaseException:
+            for a in agents:
+                a.close()
+            raise
+        batch = cls(agents, update_members)
+        for k, g in enumerate(batch.generators):
+            g.set_state(tensors[f"generator/{k}"])
+        batch.frozen[:] = meta["frozen"]
+        return batch
+
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, *, progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None,
               eval_every: int = 0, eval_episodes: int = 10, checkpoint_every: int = 0,
@@ -214,10 +251,16 @@ class SeedBatch:
         ``seed_<s>/`` holds member s's ordinary run directory and the top level the aggregate."""
         run_dirs = [Path(run_dir) / self.member_name(k) for k in range(self.M)] if run_dir is not None \
             else [None] * self.M
+        def before_save(k: int) -> None:
+            if k == 0:  # once per round of member checkpoints (they are due at the same steps)
+                self._store_optimizer_states()
+                if run_dir is not None:
+                    self.save_state(run_dir, run_dirs)
+
         sessions = [TrainingSession(a, total_steps, progress_bar=False, run_dir=d, eval_every=eval_every,
                                     eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
-                                    threshold=threshold, before_save=self._store_optimizer_states)
-                    for a, d in zip(self.agents, run_dirs)]
+                                    threshold=threshold, before_save=lambda k=k: before_save(k))
+                    for k, (a, d) in enumerate(zip(self.agents, run_dirs))]
         a0 = self.agents[0]
         progress = Progress(sessions[0].target, sessions[0].start, progress_bar,
                             desc=f"{a0.algo} {a0.env_id or ''} x{self.M}".strip())
@@ -251,8 +294,11 @@ class SeedBatch:
                     s.close()
                 progress.close()
         self._store_optimizer_states()
-        for s in sessions:
-            s.finish(False)
+        for s in sessions:  # (the first one's before_save writes the batch state once more)
+            try:
+                s.finish(interrupted.is_set())
+            except KeyboardInterrupt:  # every member's checkpoint first; the batch raises below
+                pass
         if run_dir is not None:
             write_aggregate(run_dir, run_dirs, groups=self._sweep_groups(run_dirs) if self.swept else None)
         if interrupted.is_set():

@@ -248,6 +248,12 @@ class PPO(Agent):
         from critic.algos.batch import SeedBatch
         return SeedBatch.build(cls, env, config, seeds=seeds, update_members=update_members, **hparams)
 
+    @classmethod
+    def _load_batch(cls, run_dir, env=None):
+        """A batched run's directory back as its :class:`~critic.algos.batch.SeedBatch`."""
+        from critic.algos.batch import SeedBatch
+        return SeedBatch.load(run_dir, update_members, env=env)
+
     def _build(self) -> None:
         cfg = self.cfg
         self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,

@@ -86,6 +86,8 @@ def test_cli_seeds_writes_member_run_dirs_that_resume_alone(tmp_path, capsys):
     assert (out / "summary.json").is_file() and (out / "curve.png").is_file()
     assert main(["train", "--resume", str(out / "seed_1"), "--steps", "320", "--no-progress"]) == 0
     assert critic.load(out / "seed_1" / "model").env_steps == 320
+    assert main(["train", "--resume", str(out), "--steps", "384", "--no-progress"]) == 0  # the whole batch
+    assert critic.load(out / "seed_0" / "model").env_steps == 384
     assert main(["train", "ppo", "CartPole-v1", "--seeds", "0-1", "--seed", "3"]) == 2  # one or the other
 
 
@@ -102,3 +104,33 @@ def test_a_sweep_trains_the_product_and_aggregates_per_value(tmp_path):
     batch.close()
     with pytest.raises(critic.ConfigError, match="'hidden_sizes' cannot vary between the members"):
         critic.PPO("CartPole-v1", seeds=[0], sweep={"hidden_sizes": [[8], [16]]})
+
+
+def test_a_batched_run_resumes_exactly_in_a_new_process(tmp_path):
+    import subprocess
+    import sys
+
+    straight = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
+    straight.learn(192, progress_bar=False, run_dir=tmp_path / "a")
+    expected = straight.flat.detach().clone()
+    straight.close()
+    first = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
+    first.learn(96, progress_bar=False, run_dir=tmp_path / "b")
+    first.close()
+    code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}); "
+            f"b.learn(96, progress_bar=False, run_dir={str(tmp_path / 'b')!r}); "
+            f"torch.save(b.flat.detach(), {str(tmp_path / 'flat.pt')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    resumed = torch.load(tmp_path / "flat.pt")
+    assert torch.equal(resumed, expected)
+    # negative control: the members alone, with fresh minibatch generators, do not repeat it
+    from critic.algos.ppo import update_members
+    again = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
+    again.learn(96, progress_bar=False, run_dir=tmp_path / "c")
+    again.close()
+    members = [critic.load(tmp_path / "c" / f"seed_{s}" / "checkpoints") for s in (0, 1)]
+    fresh = SeedBatch(members, update_members)
+    fresh.generators = [torch.Generator().manual_seed(99 + k) for k in range(2)]
+    fresh.learn(96, progress_bar=False)
+    assert not torch.equal(fresh.flat.detach(), expected)
+    fresh.close()
