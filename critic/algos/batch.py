@@ -251,16 +251,16 @@ class SeedBatch:
         ``seed_<s>/`` holds member s's ordinary run directory and the top level the aggregate."""
         run_dirs = [Path(run_dir) / self.member_name(k) for k in range(self.M)] if run_dir is not None \
             else [None] * self.M
-        def before_save(k: int) -> None:
-            if k == 0:  # once per round of member checkpoints (they are due at the same steps)
-                self._store_optimizer_states()
-                if run_dir is not None:
-                    self.save_state(run_dir, run_dirs)
+
+        def before_save() -> None:  # before each member's checkpoint (a small file; any member may be frozen)
+            self._store_optimizer_states()
+            if run_dir is not None:
+                self.save_state(run_dir, run_dirs)
 
         sessions = [TrainingSession(a, total_steps, progress_bar=False, run_dir=d, eval_every=eval_every,
                                     eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
-                                    threshold=threshold, before_save=lambda k=k: before_save(k))
-                    for k, (a, d) in enumerate(zip(self.agents, run_dirs))]
+                                    threshold=threshold, before_save=before_save)
+                    for a, d in zip(self.agents, run_dirs)]
         a0 = self.agents[0]
         progress = Progress(sessions[0].target, sessions[0].start, progress_bar,
                             desc=f"{a0.algo} {a0.env_id or ''} x{self.M}".strip())
@@ -288,21 +288,23 @@ class SeedBatch:
                         except NonFiniteError as e:
                             self._freeze(k, sessions[k], e)
                     median, spread = self._median_return()
-                    progress.update(a0.env_steps, median, None, spread)
+                    progress.update(max(a.env_steps for a in self.agents), median, None, spread)
             finally:
                 for s in sessions:
                     s.close()
                 progress.close()
         self._store_optimizer_states()
-        for s in sessions:  # (the first one's before_save writes the batch state once more)
+        for s in sessions:
             try:
                 s.finish(interrupted.is_set())
             except KeyboardInterrupt:  # every member's checkpoint first; the batch raises below
                 pass
+            except NonFiniteError:  # a frozen member: its last good checkpoint stays
+                pass
         if run_dir is not None:
             write_aggregate(run_dir, run_dirs, groups=self._sweep_groups(run_dirs) if self.swept else None)
         if interrupted.is_set():
-            raise KeyboardInterrupt(f"training interrupted at env step {a0.env_steps}"
+            raise KeyboardInterrupt(f"training interrupted at env step {max(a.env_steps for a in self.agents)}"
                                     + (f"; checkpoints written to {run_dir}" if run_dir else ""))
         return self
 

@@ -45,15 +45,20 @@ def test_a_batched_run_repeats_bit_for_bit():
     assert torch.equal(runs[0], runs[1])
 
 
-def test_a_diverged_member_is_frozen_and_the_others_finish():
+@pytest.mark.parametrize("bad", [0, 1])
+def test_a_diverged_member_is_frozen_and_the_others_finish(tmp_path, bad):
     b = critic.PPO("CartPole-v1", seeds=[0, 1, 2], **SMALL)
     with torch.no_grad():
-        b.flat[1].fill_(float("nan"))
-    with pytest.warns(RuntimeWarning, match="seed 1 diverged and is frozen"):
-        b.learn(128, progress_bar=False)
-    assert b.frozen.tolist() == [False, True, False]
-    assert b.agents[0].env_steps == b.agents[2].env_steps == 128
-    assert torch.isfinite(b.flat[0]).all() and torch.isfinite(b.flat[2]).all()
+        b.flat[bad].fill_(float("nan"))
+    with pytest.warns(RuntimeWarning, match=f"seed {bad} diverged and is frozen"):
+        b.learn(128, progress_bar=False, run_dir=tmp_path, eval_every=64, eval_episodes=1)
+    assert b.frozen.tolist() == [k == bad for k in range(3)]
+    good = [k for k in range(3) if k != bad]
+    assert all(b.agents[k].env_steps == 128 and torch.isfinite(b.flat[k]).all() for k in good)
+    for k in good:  # the others' run directories are complete, and the aggregate counts them
+        assert critic.load(tmp_path / f"seed_{k}" / "model").env_steps == 128
+    assert json.loads((tmp_path / "summary.json").read_text())["final"]["n"] == 2
+    assert not (tmp_path / f"seed_{bad}" / "model").exists()  # no model with non-finite weights
     b.close()
 
 
