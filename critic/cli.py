@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from critic.config import ConfigError, dump_yaml, load_yaml, parse_set
+from critic.config import ConfigError, dump_yaml, load_yaml, parse_set, short_repr
 from critic.presets import find_preset, list_presets, read_preset  # noqa: F401  (re-exported)
 
 EXIT_USAGE = 2
@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bad = [i for i in (getattr(args, "set", None) or []) if "=" not in i]
     if args.command == "train" and bad:  # positionals after --set were taken as pairs
-        print(f"critic: error: --set expects key=value pairs, got {bad[0]!r} (give ALGO and ENV_ID before "
+        print(f"critic: error: --set expects key=value pairs, got {short_repr(bad[0])} (give ALGO and ENV_ID before "
               "--set)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "train" and not args.resume and (not args.algo or not args.env_id):

@@ -358,7 +358,8 @@ def test_cli_set_errors_are_one_line(data, capsys, monkeypatch, tmp_path):
     msg = lines[0]
     keys = [i.split("=", 1)[0].strip() for i in items if "=" in i]
     # the item itself (shortened when long, as every one-line message shortens it), or its key
-    assert (any(short_repr(i) in msg for i in items) or any(names_field(msg, k) or repr(k) in msg for k in keys if k)), \
+    assert (any(repr(i) in msg or short_repr(i) in msg for i in items)
+            or any(names_field(msg, k) or repr(k) in msg for k in keys if k)), \
         f"{msg!r} names none of {items}"
     with pytest.raises(ConfigError):  # the CLI refuses exactly what the library refuses
         cls.from_dict(parse_set(items))
