@@ -119,15 +119,9 @@ def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int
     print(f"critic: training {cls.algo} on {args.env_id}: {batch.M} members in one batch (seeds {seeds}"
           f"{', sweep ' + ' '.join(args.sweep) if args.sweep else ''}) for {steps:,} steps each -> {out}",
           file=sys.stderr)
-    try:
-        batch.learn(steps, run_dir=out, eval_every=eval_every, eval_episodes=eval_episodes,
-                    checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
-    except KeyboardInterrupt:
-        print(f"\ncritic: interrupted; each member's checkpoint is in {out}/seed_<s>", file=sys.stderr)
+    if _learn_batch(batch, steps, out, eval_every, eval_episodes, args) == EXIT_INTERRUPTED:
         return EXIT_INTERRUPTED
-    finally:
-        batch.close()
-    summary = load_yaml(out / "summary.json") if (out / "summary.json").is_file() else {}
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     for group in summary.get("groups", [summary]):
         final = group.get("final") or {}
         if final.get("iqm") is not None:
@@ -167,7 +161,9 @@ def _resume(args: argparse.Namespace) -> int:
 def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
     """``--resume RUN`` of a batched run (``--seeds``): every member from its checkpoint, then the
     batch's own state; it trains on to the members' step budget."""
-    batch = critic_load(run_dir)
+    import critic
+
+    batch = critic.load(run_dir)
     first = next(p for p in sorted(run_dir.glob("*seed_*/config.yaml")))
     run_cfg = load_yaml(first)
     a0 = batch.agents[0]
@@ -175,11 +171,16 @@ def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
     remaining = steps - a0.env_steps
     print(f"critic: resuming a batch of {batch.M} {a0.algo} members on {run_cfg['env_id']} at step "
           f"{a0.env_steps:,} ({max(remaining, 0):,} to go) -> {run_dir}", file=sys.stderr)
+    return _learn_batch(batch, remaining, run_dir, int(run_cfg.get("eval_every") or 0),
+                        int(run_cfg.get("eval_episodes") or 10), args)
+
+
+def _learn_batch(batch, steps: int, run_dir: Path, eval_every: int, eval_episodes: int,
+                 args: argparse.Namespace) -> int:
+    """Train a batched run for ``steps`` more env steps (none: nothing to do) and close it."""
     try:
-        if remaining > 0:
-            eval_every = int(run_cfg.get("eval_every") or 0)
-            batch.learn(remaining, run_dir=run_dir, eval_every=eval_every,
-                        eval_episodes=int(run_cfg.get("eval_episodes") or 10),
+        if steps > 0:
+            batch.learn(steps, run_dir=run_dir, eval_every=eval_every, eval_episodes=eval_episodes,
                         checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
     except KeyboardInterrupt:
         print(f"\ncritic: interrupted; each member's checkpoint is in {run_dir}", file=sys.stderr)
@@ -187,11 +188,6 @@ def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
     finally:
         batch.close()
     return 0
-
-
-def critic_load(path: Path):
-    import critic
-    return critic.load(path)
 
 
 def _has_checkpoint(run_dir: Path) -> bool:

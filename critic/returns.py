@@ -13,10 +13,13 @@ import torch
 from torch import Tensor
 
 
-def standardize(x: Tensor, unbiased: bool = True, eps: float = 1e-8) -> Tensor:
+def standardize(x: Tensor, unbiased: bool = True, eps: float = 1e-8, dim: int | None = None) -> Tensor:
     """(x - mean) / (std + eps): advantages per batch (A2C, PPO), or returns per episode
-    (episodic A2C, which uses the population std, ``unbiased=False``)."""
-    return (x - x.mean()) / (x.std(unbiased=unbiased) + eps)
+    (episodic A2C, which uses the population std, ``unbiased=False``); with ``dim``, along that
+    axis alone (each member's row of a batched run)."""
+    if dim is None:
+        return (x - x.mean()) / (x.std(unbiased=unbiased) + eps)
+    return (x - x.mean(dim, keepdim=True)) / (x.std(dim, unbiased=unbiased, keepdim=True) + eps)
 
 
 def _check(rewards_TN: Tensor, *others: Tensor) -> None:

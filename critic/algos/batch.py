@@ -176,8 +176,8 @@ class SeedBatch:
         for k, a in enumerate(self.agents):  # each member's own rate (and schedule) in the batched Adam
             apply_lr_schedule(a.optims["main"], a.cfg, a.env_steps, a._learn_span)
             self.opt.lr[k] = a.optims["main"].param_groups[0]["lr"]
-        batch = {k: torch.stack([a.collector.buffer.view()[k] for a in self.agents]) for k in
-                 self.agents[0].collector.buffer.view()}
+        rollouts = [a.collector.sample() for a in self.agents]  # each member's last rollout [T, N]
+        batch = {k: torch.stack([r[k] for r in rollouts]) for k in rollouts[0]}
         mask = torch.from_numpy(~self.frozen)
         metrics = self.update_members(self._members(), self.opt, batch, a0.cfg, self.generators, a0.clip_range(),
                                       active=mask, **self._gae_settings())

@@ -59,9 +59,10 @@ def on_policy_collector(agent, length: int, episodic: bool = False) -> Collector
     return RolloutCollector(buffer, agent.nets.act, agent.nets.value, agent.env_action, agent.device, episodic)
 
 
-def build_deterministic(agent, n_critics: int):
-    """Networks, optimizers (Adam over each flattened network), exploration and replay collector
-    of a deterministic-actor agent (TD3, DDPG)."""
+def build_deterministic(agent, n_critics: int) -> None:
+    """Sets the networks, optimizers (Adam over each flattened network), exploration and replay
+    collector of a deterministic-actor agent (TD3, DDPG), and the handles on them (``replay``,
+    ``scaler``, ``noise``, ``env_action``)."""
     cfg, dev = agent.cfg, agent.device
     act_dim = flat_dim(agent.act_space)
     nets = DeterministicNets(agent.obs_space, act_dim, cfg.hidden_sizes, cfg.activation, n_critics).to(dev)
@@ -76,4 +77,6 @@ def build_deterministic(agent, n_critics: int):
     replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, agent.obs_space, agent.act_space, cfg.gamma,
                           cfg.bootstrap_n, dev, optimize_memory=cfg.optimize_memory)
     collector = ReplayCollector(replay, cfg, agent.act_space, dev, exploration.explore, exploration.episode_end)
-    return nets, optims, exploration, collector
+    agent.nets, agent.optims, agent.exploration, agent.collector = nets, optims, exploration, collector
+    agent.replay, agent.scaler, agent.noise, agent.env_action = replay, collector.scaler, exploration.noise, \
+        collector.to_env

@@ -55,9 +55,7 @@ class DDPG(Agent):
     allowed_actions = (gym.spaces.Box,)
 
     def _build(self) -> None:
-        self.nets, self.optims, self.exploration, self.collector = build_deterministic(self, n_critics=1)
-        self.replay, self.scaler, self.env_action = self.collector.replay, self.collector.scaler, self.collector.to_env
-        self.noise = self.exploration.noise
+        build_deterministic(self, n_critics=1)
 
     def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         metrics = update(self.nets, self.optims, batch)

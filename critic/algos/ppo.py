@@ -205,8 +205,7 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
     B, bs = T * N, cfg.batch_size
     whole = bs >= B
     if whole and cfg.normalize_advantage and B > 1:
-        a = data["adv"]
-        data["adv"] = (a - a.mean(1, keepdim=True)) / (a.std(1, keepdim=True) + 1e-8)
+        data["adv"] = standardize(data["adv"], dim=1)
     starts = [0] if whole else list(range(0, B, bs))
     norm = cfg.normalize_advantage and not whole
     loss_fns = {w: members.vmap(lambda net, mb, w=w: minibatch_loss(net, mb, cfg, norm, w, clip_eps))

@@ -78,9 +78,7 @@ class TD3(Agent):
     allowed_actions = (gym.spaces.Box,)
 
     def _build(self) -> None:
-        self.nets, self.optims, self.exploration, self.collector = build_deterministic(self, self.cfg.n_critics)
-        self.replay, self.scaler, self.env_action = self.collector.replay, self.collector.scaler, self.collector.to_env
-        self.noise = self.exploration.noise
+        build_deterministic(self, self.cfg.n_critics)
 
     def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return update(self.nets, self.optims, batch, self.cfg, self.updates + 1)

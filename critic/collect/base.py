@@ -12,6 +12,28 @@ from critic.collect.stream import EnvStream
 Batch = dict[str, torch.Tensor]
 
 
+def storage_state(generator: torch.Generator, storage: Any, save: bool
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A replaying collector's checkpoint part: its sampling generator and, with ``save``, the
+    storage's contents (``replay/...`` tensors, ``meta["replay"]``)."""
+    tensors = {"replay/sample_generator": generator.get_state()}
+    meta: dict[str, Any] = {}
+    if save:
+        stored, meta["replay"] = storage.state_dict()
+        tensors.update(stored)
+    return tensors, meta
+
+
+def load_storage_state(generator: torch.Generator, storage: Any, tensors: dict[str, torch.Tensor],
+                       meta: dict[str, Any]) -> bool:
+    """The inverse of :func:`storage_state`; whether the storage's contents were in it."""
+    generator.set_state(tensors["replay/sample_generator"])
+    if "replay" not in meta:
+        return False
+    storage.load_state_dict(tensors, meta["replay"])
+    return True
+
+
 class Collector:
     envs_elsewhere: str | None = None
     """Why the training envs are not in this process (their state then stays out of checkpoints)."""

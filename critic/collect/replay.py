@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from critic.buffers.replay import ReplayBuffer
-from critic.collect.base import Batch, Collector
+from critic.collect.base import Batch, Collector, load_storage_state, storage_state
 from critic.collect.stream import EnvStream
 from critic.config import OffPolicyConfig
 from critic.modules.actions import BoxScaler
@@ -92,18 +92,13 @@ class ReplayCollector(Collector):
         return contextlib.nullcontext()
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        tensors = {"replay/sample_generator": self.generator.get_state()}
-        meta: dict[str, Any] = {"first_update_after": None if self._refill else self.first_update_after}
-        if self.save_replay:
-            replay_t, meta["replay"] = self.replay.state_dict()
-            tensors.update(replay_t)
+        tensors, meta = storage_state(self.generator, self.replay, self.save_replay)
+        meta["first_update_after"] = None if self._refill else self.first_update_after
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self.generator.set_state(tensors["replay/sample_generator"])
-        if "replay" in meta:
-            self.replay.load_state_dict(tensors, meta["replay"])
-        if "replay" in meta and meta.get("first_update_after", 0) is not None:
+        if load_storage_state(self.generator, self.replay, tensors, meta) and \
+                meta.get("first_update_after", 0) is not None:
             self.first_update_after = int(meta.get("first_update_after", 0))
         else:  # saved without its replay: collect learning_starts steps before updating
             self._refill = True

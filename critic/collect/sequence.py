@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from critic.buffers.sequence import SequenceReplay
-from critic.collect.base import Batch, Collector
+from critic.collect.base import Batch, Collector, load_storage_state, storage_state
 from critic.collect.stream import EnvStream
 
 
@@ -79,14 +79,7 @@ class SequenceCollector(Collector):
         return self.replay.sample(self.generator)
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        tensors = {"replay/sample_generator": self.generator.get_state()}
-        meta: dict[str, Any] = {}
-        if self.save_replay:
-            t, meta["replay"] = self.replay.state_dict()
-            tensors.update(t)
-        return tensors, meta
+        return storage_state(self.generator, self.replay, self.save_replay)
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self.generator.set_state(tensors["replay/sample_generator"])
-        if "replay" in meta:
-            self.replay.load_state_dict(tensors, meta["replay"])
+        load_storage_state(self.generator, self.replay, tensors, meta)
