@@ -30,27 +30,22 @@ import torch
 
 from critic import checkpoint as ckpt
 from critic.agent import Agent, TrainingSession, load
-from critic.algos.common import apply_lr_schedule
 from critic.aggregate import write_aggregate
 from critic.checkpoint import CheckpointError, NonFiniteError
 from critic.config import ConfigError
 from critic.logger import Progress, sigint_flag
 from critic.modules.members import Members
-from critic.optim import MemberAdam
+from critic.optim import MemberAdam, flat_view
 
 
 BATCH_FILE = "batch.safetensors"
-"""The batch's own state in its run directory (minibatch generators, frozen members, the members'
+"""The batch's own state in its run directory (update generators, frozen members, the members'
 directory names); each member's state is in its own directory's checkpoint."""
 
-SWEEPABLE = ("learning_rate", "gamma", "gae_lambda")
-"""Scalars that may differ between the members of one batch (each member's Adam learning rate
-and learning-rate schedule; its own GAE)."""
 
-
-def parse_sweep(sweep: Any) -> dict[str, list[Any]]:
+def parse_sweep(sweep: Any, allowed: tuple[str, ...] = ("learning_rate", "gamma")) -> dict[str, list[Any]]:
     """``{"learning_rate": [3e-4, 1e-3]}`` or CLI items ``["learning_rate=3e-4,1e-3"]`` -> a dict of
-    value lists, each field checked against :data:`SWEEPABLE`."""
+    value lists, each field checked against ``allowed`` (the algorithm's ``sweepable``)."""
     if sweep is None:
         return {}
     if isinstance(sweep, (list, tuple)):
@@ -66,9 +61,9 @@ def parse_sweep(sweep: Any) -> dict[str, list[Any]]:
     if not isinstance(sweep, dict):
         raise ConfigError(f"invalid value for 'sweep': {sweep!r} (allowed: a dict of field -> list of values)")
     for field, values in sweep.items():
-        if field not in SWEEPABLE:
+        if field not in allowed:
             raise ConfigError(f"invalid value for 'sweep': {field!r} cannot vary between the members of one batch "
-                              f"(allowed: {', '.join(SWEEPABLE)}; network sizes, batch size and the others shape the "
+                              f"(allowed: {', '.join(allowed)}; network sizes, batch size and the others shape the "
                               "batch itself: run one batch per value)")
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"invalid value for 'sweep': {field}={values!r} (allowed: a non-empty list of values)")
@@ -96,54 +91,125 @@ def parse_seeds(seeds: Any) -> list[int]:
     return out
 
 
+class Batched:
+    """Mixin of an algorithm class whose agents train as the members of a :class:`SeedBatch`
+    (``class PPO(Batched, Agent)``): ``seeds=[...]`` builds the batch, ``critic.load`` of a
+    batched run's directory returns it. The class names the scalars a sweep may vary
+    (``sweepable``), refuses the variants it does not batch (``check_batchable``) and implements
+    ``batch_update``: one update of every member on its own batch, stacked ``[M, ...]``."""
+
+    sweepable: tuple[str, ...] = ("learning_rate", "gamma")
+
+    @classmethod
+    def _batch(cls, env, config=None, *args, seeds, **hparams):
+        return SeedBatch.build(cls, env, config, seeds=seeds, **hparams)
+
+    @classmethod
+    def _load_batch(cls, run_dir, env=None):
+        return SeedBatch.load(run_dir, env=env)
+
+    @classmethod
+    def check_batchable(cls, cfg: Any) -> None:
+        """Raise a ConfigError for a configuration whose members this class cannot batch."""
+
+    @classmethod
+    def batch_update(cls, batch: "SeedBatch", data: dict[str, torch.Tensor], active: torch.Tensor
+                       ) -> dict[str, torch.Tensor]:
+        """One update of every member where ``active`` [M]: ``data`` holds each member's batch
+        stacked on a leading axis; returns metrics ``[M]``."""
+        raise NotImplementedError
+
+
+def _storage_groups(nets: torch.nn.Module) -> list[list[tuple[str, torch.Tensor]]]:
+    """A network's parameters grouped by the flat buffer they view (``optim.flatten_``), in order."""
+    groups: dict[int, list[tuple[str, torch.Tensor]]] = {}
+    for name, p in nets.named_parameters():
+        groups.setdefault(p.untyped_storage().data_ptr(), []).append((name, p))
+    return list(groups.values())
+
+
 class SeedBatch:
     """M agents (one per seed) trained in lockstep with batched updates; see the module docstring."""
 
-    def __init__(self, agents: list[Agent], update_members: Callable[..., dict[str, torch.Tensor]]):
-        """``update_members``: the algorithm's batched update (``ppo.update_members``). The
-        members' configs may differ in their seed and the :data:`SWEEPABLE` fields only."""
+    def __init__(self, agents: list[Agent]):
+        """The members' configs may differ in their seed and the algorithm's ``sweepable`` fields only."""
         self.agents, self.M = agents, len(agents)
         self.seeds = [a.cfg.seed for a in agents]
-        self.update_members = update_members
         a0 = agents[0]
+        self.algo_cls = cls = type(a0)
+        if not (isinstance(a0, Batched) and issubclass(cls, Batched)):
+            raise ConfigError(f"{a0.algo} cannot train its members in one batch")
+        self.sweepable = cls.sweepable
         cfg = a0.cfg
-        same = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", *SWEEPABLE)}
+        same = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", *self.sweepable)}
         for a in agents[1:]:
-            other = {k: v for k, v in a.cfg.to_dict().items() if k not in ("seed", *SWEEPABLE)}
+            other = {k: v for k, v in a.cfg.to_dict().items() if k not in ("seed", *self.sweepable)}
             diff = sorted(k for k in same if same[k] != other.get(k))
-            if diff or type(a) is not type(a0):
+            if diff or type(a) is not cls:
                 raise ConfigError(f"the members of one batch differ in {', '.join(diff) or 'their class'} (allowed to "
-                                  f"differ: seed, {', '.join(SWEEPABLE)})")
-        self.swept = sorted(k for k in SWEEPABLE if len({a.cfg.to_dict()[k] for a in agents}) > 1)
-        if getattr(cfg, "kl_penalty", "none") != "none" or getattr(cfg, "backend", "local") != "local":
-            raise ConfigError("seeds=[...] batches PPO's clipped surrogate on the local backend so far "
-                              "(kl_penalty='none', backend='local')")
-        # the members' weights: rows of one [M, P] leaf that every member's network views
-        flats = [a.optims["main"].param_groups[0]["params"][0] for a in agents]
-        self.flat = torch.stack([f.detach() for f in flats]).requires_grad_(True)
-        names = [(n, p.shape, p.numel()) for n, p in a0.nets.named_parameters()]
-        with torch.no_grad():
-            for k, (a, f) in enumerate(zip(agents, flats)):
-                off = 0
-                for (_, p), (_, shape, n) in zip(a.nets.named_parameters(), names):
-                    p.data = self.flat.data[k, off:off + n].view(shape)
-                    off += n
-                f.data = self.flat.data[k]
-        self.names = names
-        lrs = torch.tensor([a.cfg.learning_rate for a in agents], dtype=torch.float64)
-        self.opt = MemberAdam([self.flat], lrs, self.M, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
-        self._load_optimizer_states()
+                                  f"differ: seed, {', '.join(self.sweepable)})")
+        self.swept = sorted(k for k in self.sweepable if len({repr(a.cfg.to_dict()[k]) for a in agents}) > 1)
+        cls.check_batchable(cfg)
+        if getattr(cfg, "backend", "local") != "local":
+            raise ConfigError(f"seeds=[...] batches {a0.algo} on the local backend only (backend={cfg.backend!r})")
+        self._stack(agents)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.frozen = np.zeros(self.M, dtype=bool)
 
+    def _stack(self, agents: list[Agent]) -> None:
+        """Every flat parameter buffer of the members' networks (each optimizer's, each target's)
+        becomes a row of one ``[M, n]`` leaf that the member's parameters view; one
+        :class:`MemberAdam` per optimizer."""
+        per_agent = [_storage_groups(a.nets) for a in agents]
+        layout0 = [[(n, p.shape, p.numel()) for n, p in g] for g in per_agent[0]]
+        owners: dict[int, int] = {}  # an optimizer's flat tensor (by storage) -> its group
+        self.stacked: list[torch.Tensor] = []
+        for g, layout in enumerate(layout0):
+            flats = []
+            for a, groups in zip(agents, per_agent):
+                if [(n, p.shape) for n, p in groups[g]] != [(n, s) for n, s, _ in layout]:
+                    raise ConfigError("the members' networks differ in structure")
+                flat = flat_view([p for _, p in groups[g]])
+                if flat is None:
+                    raise ConfigError(f"{agents[0].algo}: the parameters {layout[0][0]}... are not one flat buffer "
+                                      "(optim.flatten_), which a batch stacks")
+                owners[flat.untyped_storage().data_ptr()] = g
+                flats.append(flat)
+            grads = groups[g][0][1].requires_grad
+            st = torch.stack([f.detach() for f in flats]).requires_grad_(grads)
+            self.stacked.append(st)
+            with torch.no_grad():
+                for k, groups in enumerate(per_agent):
+                    off = 0
+                    for _, p in groups[g]:
+                        p.data = st.data[k, off:off + p.numel()].view(p.shape)
+                        off += p.numel()
+        self.layout = layout0
+        self.opts: dict[str, MemberAdam] = {}
+        self.opt_group: dict[str, int] = {}
+        for name, opt in agents[0].optims.items():
+            pg = opt.param_groups[0]
+            if not isinstance(opt, torch.optim.Adam) or len(opt.param_groups) != 1 or len(pg["params"]) != 1 or \
+                    pg["weight_decay"] or pg["amsgrad"] or pg["maximize"]:
+                raise ConfigError(f"seeds=[...] batches plain Adam over one flat buffer; {agents[0].algo}'s "
+                                  f"{name!r} optimizer is {type(opt).__name__} (use optimizer='adam')")
+            self.opt_group[name] = owners[pg["params"][0].untyped_storage().data_ptr()]
+            lrs = torch.tensor([a.optims[name].param_groups[0]["lr"] for a in agents], dtype=torch.float64)
+            self.opts[name] = MemberAdam([self.stacked[self.opt_group[name]]], lrs, self.M,
+                                         betas=tuple(pg["betas"]), eps=pg["eps"])
+        for k, a in enumerate(agents):  # each optimizer's own flat tensor views its member's row too
+            for name, opt in a.optims.items():
+                f = opt.param_groups[0]["params"][0]
+                f.data = self.stacked[self.opt_group[name]].data[k].view(f.shape)
+        self._load_optimizer_states()
+
     @classmethod
-    def build(cls, agent_cls: type[Agent], env: Any, config: Any = None, *, seeds: Any,
-              update_members: Callable[..., dict[str, torch.Tensor]], sweep: Any = None,
+    def build(cls, agent_cls: type[Agent], env: Any, config: Any = None, *, seeds: Any, sweep: Any = None,
               **hparams: Any) -> "SeedBatch":
         """One member per (swept values, seed) of the product, seeds varying fastest."""
         if "seed" in hparams:
             raise ConfigError("give either seed or seeds, not both")
-        seeds, sweep = parse_seeds(seeds), parse_sweep(sweep)
+        seeds, sweep = parse_seeds(seeds), parse_sweep(sweep, getattr(agent_cls, "sweepable", ()))
         import itertools
         variants = [dict(zip(sweep, vals)) for vals in itertools.product(*sweep.values())] if sweep else [{}]
         agents = []
@@ -151,11 +217,11 @@ class SeedBatch:
             for variant in variants:
                 for s in seeds:
                     agents.append(agent_cls(env, config, seed=s, **{**hparams, **variant}))
+            return cls(agents)
         except BaseException:
             for a in agents:
                 a.close()
             raise
-        return cls(agents, update_members)
 
     def member_name(self, k: int) -> str:
         """``seed_3``, or with a sweep ``learning_rate=0.001_seed_3`` (member k's run directory)."""
@@ -163,53 +229,71 @@ class SeedBatch:
         return "_".join([*(f"{f}={cfg[f]}" for f in self.swept), f"seed_{cfg['seed']}"])
 
     # ------------------------------------------------------------------ the batched update
-    def _members(self) -> Members:
-        off, params = 0, {}
-        for name, shape, n in self.names:
-            params[name] = self.flat[:, off:off + n].view(self.M, *shape)
-            off += n
+    def members(self, detach: tuple[str, ...] = ()) -> Members:
+        """Every member's network as stacked views ``[M, *shape]`` of the batch's weights, for
+        ``Members.vmap``; parameters whose names start with one of ``detach`` are detached (a
+        critic an actor loss must not move)."""
+        params = {}
+        for st, layout in zip(self.stacked, self.layout):
+            off = 0
+            for name, shape, n in layout:
+                v = st[:, off:off + n].view(self.M, *shape)
+                params[name] = v.detach() if name.startswith(detach) and detach else v
+                off += n
         return Members.from_params(self.agents[0].nets, params)
 
-    def _update(self) -> list[dict[str, torch.Tensor]]:
-        a0 = self.agents[0]
-        live = [k for k in range(self.M) if not self.frozen[k]]
-        for k, a in enumerate(self.agents):  # each member's own rate (and schedule) in the batched Adam
-            apply_lr_schedule(a.optims["main"], a.cfg, a.env_steps, a._learn_span)
-            self.opt.lr[k] = a.optims["main"].param_groups[0]["lr"]
-        rollouts = [a.collector.sample() for a in self.agents]  # each member's last rollout [T, N]
-        batch = {k: torch.stack([r[k] for r in rollouts]) for k in rollouts[0]}
-        mask = torch.from_numpy(~self.frozen)
-        metrics = self.update_members(self._members(), self.opt, batch, a0.cfg, self.generators, a0.clip_range(),
-                                      active=mask, **self._gae_settings())
-        for k in live:
-            self.agents[k].updates += 1
-        return [{n: v[k] for n, v in metrics.items()} for k in range(self.M)]
+    def group(self, prefix: str) -> torch.Tensor:
+        """The stacked ``[M, n]`` weights of the flat buffer whose parameter names start with
+        ``prefix`` (e.g. ``critic_target.``, ``log_alpha``)."""
+        for st, layout in zip(self.stacked, self.layout):
+            if all(name.startswith(prefix) for name, _, _ in layout):
+                return st
+        raise KeyError(f"no flat parameter buffer named {prefix!r}*")
 
-    def _gae_settings(self) -> dict[str, list[float]]:
-        if "gamma" not in self.swept and "gae_lambda" not in self.swept:
-            return {}
-        return {"gammas": [a.cfg.gamma for a in self.agents], "lambdas": [a.cfg.gae_lambda for a in self.agents]}
+    def weights(self) -> torch.Tensor:
+        """Every member's weights as one row ``[M, P]`` (a copy, for comparisons)."""
+        return torch.cat([st.detach() for st in self.stacked], 1)
+
+    def _update(self, live: list[int]) -> list[dict[str, torch.Tensor]]:
+        """The updates due after one collection: each live member's collector hands out its
+        batches; the j-th of every member are stacked and updated together (a member with fewer,
+        e.g. refilling its replay after a resume, sits the rest out)."""
+        due = [list(self.agents[k].collector.batches(self.agents[k].env_steps)) if k in live else []
+               for k in range(self.M)]
+        metrics: list[dict[str, torch.Tensor]] = [{} for _ in range(self.M)]
+        with self.agents[0].collector.precision():
+            for j in range(max(map(len, due), default=0)):
+                active = torch.tensor([len(d) > j for d in due])
+                fill = next(d[j] for d in due if len(d) > j)
+                data = {key: torch.stack([(d[j] if len(d) > j else fill)[key] for d in due]) for key in fill}
+                step = self.algo_cls.batch_update(self, data, active)
+                for k in np.flatnonzero(active.numpy()):
+                    self.agents[k].updates += 1
+                    metrics[k] = {n: v[k] for n, v in step.items()}
+        return metrics
 
     # ------------------------------------------------------------------ optimizer state <-> members
     def _store_optimizer_states(self) -> None:
-        """Each member's slice of the batched Adam into its own optimizer, so its checkpoint is an
+        """Each member's slice of the batched Adams into its own optimizers, so its checkpoint is an
         ordinary one (a member resumes alone, or in a batch)."""
-        for k, a in enumerate(self.agents):
-            opt = a.optims["main"]
-            p = opt.param_groups[0]["params"][0]
-            opt.param_groups[0]["lr"] = float(self.opt.lr[k])
-            opt.state[p] = {"step": torch.tensor(float(self.opt.steps[k])),
-                            "exp_avg": self.opt.exp_avg[0][k].detach().clone(),
-                            "exp_avg_sq": self.opt.exp_avg_sq[0][k].detach().clone()}
+        for name, mopt in self.opts.items():
+            for k, a in enumerate(self.agents):
+                opt = a.optims[name]
+                p = opt.param_groups[0]["params"][0]
+                opt.param_groups[0]["lr"] = float(mopt.lr[k])
+                opt.state[p] = {"step": torch.tensor(float(mopt.steps[k])),
+                                "exp_avg": mopt.exp_avg[0][k].detach().clone().view(p.shape),
+                                "exp_avg_sq": mopt.exp_avg_sq[0][k].detach().clone().view(p.shape)}
 
     def _load_optimizer_states(self) -> None:
-        for k, a in enumerate(self.agents):
-            opt = a.optims["main"]
-            st = opt.state.get(opt.param_groups[0]["params"][0])
-            if st and "exp_avg" in st:
-                self.opt.exp_avg[0][k].copy_(st["exp_avg"])
-                self.opt.exp_avg_sq[0][k].copy_(st["exp_avg_sq"])
-                self.opt.steps[k] = float(st["step"])
+        for name, mopt in self.opts.items():
+            for k, a in enumerate(self.agents):
+                opt = a.optims[name]
+                st = opt.state.get(opt.param_groups[0]["params"][0])
+                if st and "exp_avg" in st:
+                    mopt.exp_avg[0][k].copy_(st["exp_avg"].reshape(-1))
+                    mopt.exp_avg_sq[0][k].copy_(st["exp_avg_sq"].reshape(-1))
+                    mopt.steps[k] = float(st["step"])
 
     # ------------------------------------------------------------------ checkpoints
     def save_state(self, run_dir: str | os.PathLike, member_dirs: list[Path]) -> Path:
@@ -221,8 +305,7 @@ class SeedBatch:
         return ckpt.write(Path(run_dir) / BATCH_FILE, tensors, meta)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, update_members: Callable[..., dict[str, torch.Tensor]],
-             env: Any = None) -> "SeedBatch":
+    def load(cls, run_dir: str | os.PathLike, env: Any = None) -> "SeedBatch":
         """A batch from its run directory: each member from ``<member>/checkpoints`` (its weights,
         Adam state, envs, RNG states), then the batch's generators and frozen members: training
         continues as if it had not stopped."""
@@ -237,7 +320,7 @@ class SeedBatch:
             for a in agents:
                 a.close()
             raise
-        batch = cls(agents, update_members)
+        batch = cls(agents)
         for k, g in enumerate(batch.generators):
             g.set_state(tensors[f"generator/{k}"])
         batch.frozen[:] = meta["frozen"]
@@ -281,7 +364,7 @@ class SeedBatch:
                             raise
                     if not live:
                         break
-                    per_member = self._update()
+                    per_member = self._update(live)
                     for k in live:
                         try:
                             sessions[k].record(per_member[k])

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
+from critic.algos.batch import Batched
 from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
-from critic.config import OnPolicyConfig, check, check_choice, check_sampling_workers
+from critic.config import ConfigError, OnPolicyConfig, check, check_choice, check_sampling_workers
 from critic.distributions import kl_divergence, make_dist
 from critic.optim import MemberAdam, backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
@@ -235,23 +236,32 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
     return metrics
 
 
-class PPO(Agent):
-    """``critic.PPO(env, **hparams)``."""
+class PPO(Batched, Agent):
+    """``critic.PPO(env, **hparams)``; ``critic.PPO(env, seeds=[...])`` trains a batch of them."""
 
     algo = "ppo"
     config_cls = PPOConfig
+    sweepable = ("learning_rate", "gamma", "gae_lambda")
 
     @classmethod
-    def _batch(cls, env, config=None, *args, seeds, **hparams):
-        """``critic.PPO(env, seeds=[...])``: a :class:`critic.algos.batch.SeedBatch` of PPO agents."""
-        from critic.algos.batch import SeedBatch
-        return SeedBatch.build(cls, env, config, seeds=seeds, update_members=update_members, **hparams)
+    def check_batchable(cls, cfg: PPOConfig) -> None:
+        if cfg.kl_penalty != "none":
+            raise ConfigError("seeds=[...] batches PPO's clipped surrogate so far (kl_penalty='none')")
 
     @classmethod
-    def _load_batch(cls, run_dir, env=None):
-        """A batched run's directory back as its :class:`~critic.algos.batch.SeedBatch`."""
-        from critic.algos.batch import SeedBatch
-        return SeedBatch.load(run_dir, update_members, env=env)
+    def batch_update(cls, batch, data: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`update_members` on the members' rollouts ``[M, T, N]``, each member at its own
+        learning rate (schedule), discount and GAE lambda."""
+        agents = batch.agents
+        opt = batch.opts["main"]
+        for k, a in enumerate(agents):
+            apply_lr_schedule(a.optims["main"], a.cfg, a.env_steps, a._learn_span)
+            opt.lr[k] = a.optims["main"].param_groups[0]["lr"]
+        gae_settings = {}
+        if "gamma" in batch.swept or "gae_lambda" in batch.swept:
+            gae_settings = {"gammas": [a.cfg.gamma for a in agents], "lambdas": [a.cfg.gae_lambda for a in agents]}
+        return update_members(batch.members(), opt, data, agents[0].cfg, batch.generators, agents[0].clip_range(),
+                              active=active, **gae_settings)
 
     def _build(self) -> None:
         cfg = self.cfg

@@ -30,7 +30,7 @@ def test_seeds_give_a_batch_of_ordinary_members_with_run_dirs_and_an_aggregate(t
     assert summary["n_runs"] == 2 and {r["seed"] for r in summary["runs"]} == {3, 5}
     assert summary["final"]["n"] == 2 and (tmp_path / "curve.png").is_file()
     # the members' weights differ (different seeds), yet each is a row of one stacked tensor
-    assert not torch.equal(batch.flat[0], batch.flat[1])
+    assert not torch.equal(batch.weights()[0], batch.weights()[1])
     assert batch.agents[1].nets.pi_head.weight.data_ptr() != batch.agents[0].nets.pi_head.weight.data_ptr()
     batch.close()
 
@@ -40,7 +40,7 @@ def test_a_batched_run_repeats_bit_for_bit():
     for _ in range(2):
         b = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
         b.learn(192, progress_bar=False)
-        runs.append(b.flat.detach().clone())
+        runs.append(b.weights())
         b.close()
     assert torch.equal(runs[0], runs[1])
 
@@ -49,12 +49,12 @@ def test_a_batched_run_repeats_bit_for_bit():
 def test_a_diverged_member_is_frozen_and_the_others_finish(tmp_path, bad):
     b = critic.PPO("CartPole-v1", seeds=[0, 1, 2], **SMALL)
     with torch.no_grad():
-        b.flat[bad].fill_(float("nan"))
+        b.stacked[0][bad].fill_(float("nan"))
     with pytest.warns(RuntimeWarning, match=f"seed {bad} diverged and is frozen"):
         b.learn(128, progress_bar=False, run_dir=tmp_path, eval_every=64, eval_episodes=1)
     assert b.frozen.tolist() == [k == bad for k in range(3)]
     good = [k for k in range(3) if k != bad]
-    assert all(b.agents[k].env_steps == 128 and torch.isfinite(b.flat[k]).all() for k in good)
+    assert all(b.agents[k].env_steps == 128 and torch.isfinite(b.weights()[k]).all() for k in good)
     for k in good:  # the others' run directories are complete, and the aggregate counts them
         assert critic.load(tmp_path / f"seed_{k}" / "model").env_steps == 128
     assert json.loads((tmp_path / "summary.json").read_text())["final"]["n"] == 2
@@ -99,7 +99,7 @@ def test_cli_seeds_writes_member_run_dirs_that_resume_alone(tmp_path, capsys):
 def test_a_sweep_trains_the_product_and_aggregates_per_value(tmp_path):
     batch = critic.PPO("CartPole-v1", seeds=[0, 1], sweep={"learning_rate": [1e-3, 1e-2], "gamma": [0.9]}, **SMALL)
     assert [(a.cfg.learning_rate, a.cfg.seed) for a in batch.agents] == [(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]
-    assert batch.swept == ["learning_rate"] and batch.opt.lr.tolist() == [1e-3, 1e-3, 1e-2, 1e-2]
+    assert batch.swept == ["learning_rate"] and batch.opts["main"].lr.tolist() == [1e-3, 1e-3, 1e-2, 1e-2]
     assert all(a.cfg.gamma == 0.9 for a in batch.agents)  # one value: every member, not a sweep
     batch.learn(128, progress_bar=False, run_dir=tmp_path, eval_every=128, eval_episodes=1)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -117,25 +117,24 @@ def test_a_batched_run_resumes_exactly_in_a_new_process(tmp_path):
 
     straight = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     straight.learn(192, progress_bar=False, run_dir=tmp_path / "a")
-    expected = straight.flat.detach().clone()
+    expected = straight.weights()
     straight.close()
     first = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     first.learn(96, progress_bar=False, run_dir=tmp_path / "b")
     first.close()
     code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}); "
             f"b.learn(96, progress_bar=False, run_dir={str(tmp_path / 'b')!r}); "
-            f"torch.save(b.flat.detach(), {str(tmp_path / 'flat.pt')!r})")
+            f"torch.save(b.weights(), {str(tmp_path / 'flat.pt')!r})")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     resumed = torch.load(tmp_path / "flat.pt")
     assert torch.equal(resumed, expected)
     # negative control: the members alone, with fresh minibatch generators, do not repeat it
-    from critic.algos.ppo import update_members
     again = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     again.learn(96, progress_bar=False, run_dir=tmp_path / "c")
     again.close()
     members = [critic.load(tmp_path / "c" / f"seed_{s}" / "checkpoints") for s in (0, 1)]
-    fresh = SeedBatch(members, update_members)
+    fresh = SeedBatch(members)
     fresh.generators = [torch.Generator().manual_seed(99 + k) for k in range(2)]
     fresh.learn(96, progress_bar=False)
-    assert not torch.equal(fresh.flat.detach(), expected)
+    assert not torch.equal(fresh.weights(), expected)
     fresh.close()
