@@ -5,6 +5,7 @@ from critic.agent import Agent, NonFiniteError, load  # noqa: E402
 from critic.algos.a2c import A2C, A2CConfig  # noqa: E402
 from critic.algos.a3c import A3C, A3CConfig  # noqa: E402
 from critic.algos.acer import ACER, ACERConfig  # noqa: E402
+from critic.algos.batch import SeedBatch  # noqa: E402
 from critic.algos.ddpg import DDPG, DDPGConfig  # noqa: E402
 from critic.algos.ppo import PPO, PPOConfig  # noqa: E402
 from critic.algos.sac import SAC, SACConfig  # noqa: E402
@@ -19,5 +20,5 @@ from critic.wrappers import TrainMonitor, enable_logging  # noqa: E402  (also cr
 
 __all__ = ["A2C", "A2CConfig", "A3C", "A3CConfig", "ACER", "ACERConfig", "ActorCritic", "Agent", "CheckpointError", "ConfigError", "DDPG", "DDPGConfig",
            "EnvError", "FunctionApproximator", "GaussianPolicy", "MonteCarloCache", "NStepCache", "NonFiniteError",
-           "PPO", "PPOConfig", "QTypeI", "QTypeII", "SAC", "SACConfig", "SoftActorCritic", "SoftmaxPolicy", "TD3",
+           "PPO", "PPOConfig", "QTypeI", "QTypeII", "SAC", "SACConfig", "SeedBatch", "SoftActorCritic", "SoftmaxPolicy", "TD3",
            "TD3Config", "TrainMonitor", "V", "WorkerError", "__version__", "enable_logging", "load"]

@@ -71,8 +71,9 @@ class Agent:
 
     @classmethod
     def _batch(cls, env: EnvSpec | None, config: Config | dict | None, *args: Any, seeds: Any, **kwargs: Any):
+        batched = sorted(n for n, c in Agent._algorithms.items() if c._batch.__func__ is not Agent._batch.__func__)
         raise ConfigError(f"invalid value for 'seeds': {seeds!r} (many seeds in one batched run are available for "
-                          f"ppo so far, not {cls.algo}; train one agent per seed)")
+                          f"{', '.join(batched)}, not {cls.algo}; train one agent per seed)")
 
     def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
                  allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,

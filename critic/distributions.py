@@ -75,8 +75,10 @@ class DiagGaussian:
         self.mean = mean
         self.log_std = log_std.expand_as(mean)
 
-    def sample(self) -> torch.Tensor:
-        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """mean + std * noise, with standard normal ``noise`` drawn here unless given (a batch of
+        members draws each member's from its own generator)."""
+        return self.mean + self.log_std.exp() * (torch.randn_like(self.mean) if noise is None else noise)
 
     rsample = sample
 
@@ -124,8 +126,9 @@ class TanhGaussian:
     def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
         self.base = DiagGaussian(mean, log_std)
 
-    def rsample_with_log_prob(self) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self.base.rsample()
+    def rsample_with_log_prob(self, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-probability (``noise``: see ``DiagGaussian.sample``)."""
+        u = self.base.rsample(noise)
         return torch.tanh(u), self.base.log_prob(u) - _log1m_tanh_sq(u).sum(-1)
 
     def sample(self) -> torch.Tensor:

@@ -128,31 +128,22 @@ def backward_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm:
     step_(opt)
 
 
-class MemberAdam:
-    """Adam over parameters stacked on a leading member axis ``[M, ...]``, member by member.
+class _MemberOptimizer:
+    """What an optimizer keeps per instance, for parameters stacked on a leading member axis
+    ``[M, ...]``: the learning rate, the step count, gradient clipping (each member's own global
+    norm) and whether a member steps at all, each ``[M]``."""
 
-    Adam is elementwise, so one Adam over stacked parameters already is M independent Adams,
-    except for what an optimizer keeps per instance: the learning rate, the step count (bias
-    correction), gradient clipping (each member's own global norm) and whether it steps at all.
-    Those are ``[M]`` here: ``lr`` may differ per member (a sweep), :meth:`clip_` clips each
-    member's norm, and ``step(mask)`` leaves masked members untouched (parameters, moments and
-    count: PPO's KL early stop, a frozen diverged member). The arithmetic is torch.optim.Adam's
-    (``foreach`` form), member by member, to float32 rounding.
-    """
+    state_names: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, members: int,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, members: int):
         self.params = list(params)
         self.M = members
         for p in self.params:
             if p.dim() == 0 or p.shape[0] != members:
-                raise ValueError(f"MemberAdam needs parameters stacked on a leading axis of {members} members, "
-                                 f"got shape {tuple(p.shape)}")
+                raise ValueError(f"{type(self).__name__} needs parameters stacked on a leading axis of {members} "
+                                 f"members, got shape {tuple(p.shape)}")
         dev = self.params[0].device
         self.lr = torch.as_tensor(lr, dtype=torch.float64, device=dev).expand(members).clone()
-        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = torch.zeros(members, dtype=torch.float64, device=dev)
 
     def _per_member(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -173,6 +164,58 @@ class MemberAdam:
         for g in grads:
             g.mul_(self._per_member(coef, g))
         return norms
+
+    def _states(self) -> list[list[torch.Tensor]]:
+        return [getattr(self, n) for n in self.state_names]
+
+    def member_state(self, k: int, i: int = 0) -> dict[str, torch.Tensor]:
+        """Member ``k``'s state of parameter ``i`` in torch.optim's form (its own optimizer's)."""
+        out = {"step": torch.tensor(float(self.steps[k]))}
+        for name, st in zip(self.state_names, self._states()):
+            out[name] = st[i][k].detach().clone()
+        return out
+
+    def load_member_state(self, k: int, state: dict[str, torch.Tensor], i: int = 0) -> None:
+        """The inverse of :meth:`member_state` (a member's own optimizer's state for parameter ``i``)."""
+        for name, st in zip(self.state_names, self._states()):
+            st[i][k].copy_(state[name].reshape(st[i][k].shape))
+        self.steps[k] = float(state["step"])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {"lr": self.lr, "steps": self.steps}
+        for name, st in zip(self.state_names, self._states()):
+            for i, t in enumerate(st):
+                out[f"{name}/{i}"] = t
+        return {k: t.detach().clone() for k, t in out.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.lr.copy_(state["lr"])
+        self.steps.copy_(state["steps"])
+        for name, st in zip(self.state_names, self._states()):
+            for i, t in enumerate(st):
+                t.copy_(state[f"{name}/{i}"])
+
+
+class MemberAdam(_MemberOptimizer):
+    """Adam over parameters stacked on a leading member axis ``[M, ...]``, member by member.
+
+    Adam is elementwise, so one Adam over stacked parameters already is M independent Adams,
+    except for what an optimizer keeps per instance: the learning rate, the step count (bias
+    correction), gradient clipping (each member's own global norm) and whether it steps at all.
+    Those are ``[M]`` here: ``lr`` may differ per member (a sweep), :meth:`clip_` clips each
+    member's norm, and ``step(mask)`` leaves masked members untouched (parameters, moments and
+    count: PPO's KL early stop, a frozen diverged member). The arithmetic is torch.optim.Adam's
+    (``foreach`` form), member by member, to float32 rounding.
+    """
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, members: int,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr, members)
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self, mask: torch.Tensor | None = None) -> None:
@@ -213,15 +256,29 @@ class MemberAdam:
                            beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
                            amsgrad=False, maximize=False)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {"lr": self.lr, "steps": self.steps}
-        for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
-            out[f"exp_avg/{i}"], out[f"exp_avg_sq/{i}"] = m, v
-        return {k: t.detach().clone() for k, t in out.items()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.lr.copy_(state["lr"])
-        self.steps.copy_(state["steps"])
-        for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
-            m.copy_(state[f"exp_avg/{i}"])
-            v.copy_(state[f"exp_avg_sq/{i}"])
+class MemberRMSprop(_MemberOptimizer):
+    """RMSprop (torch.optim.RMSprop's plain form: no momentum, not centred) over parameters
+    stacked on a leading member axis, member by member, with :class:`MemberAdam`'s per-member
+    learning rate, clipping and masked steps."""
+
+    state_names = ("square_avg",)
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, members: int,
+                 alpha: float = 0.99, eps: float = 1e-8):
+        super().__init__(params, lr, members)
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, mask: torch.Tensor | None = None) -> None:
+        active = torch.ones(self.M, dtype=torch.bool, device=self.steps.device) if mask is None else mask.bool()
+        self.steps += active.to(self.steps.dtype)
+        for p, sq in zip(self.params, self.square_avg):
+            if p.grad is None:
+                continue
+            g = p.grad
+            on = self._per_member(active, p).bool()
+            sq.copy_(torch.where(on, sq * self.alpha + (1 - self.alpha) * g * g, sq))
+            avg = sq.sqrt() + self.eps
+            p.copy_(torch.where(on, p - self._per_member(self.lr, p) * g / avg, p))

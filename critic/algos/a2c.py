@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from critic.agent import Agent
+from critic.algos.batch import Batched
 from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
-from critic.config import OnPolicyConfig, check, check_sampling_workers
+from critic.config import ConfigError, OnPolicyConfig, check, check_sampling_workers
 from critic.optim import backward_step
 from critic.losses import entropy_loss, policy_loss, value_loss
 from critic.modules.policies import ActorCriticNet
@@ -67,9 +68,9 @@ class A2CConfig(ActorCriticConfig):
         check_sampling_workers(self)
 
 
-def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
-         cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The actor-critic loss of a whole rollout ``[T, N]`` (A2C's, and each A3C worker's)."""
+def advantages(batch: dict[str, torch.Tensor], cfg: ActorCriticConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rollout's ``[T, N]`` advantages and return targets, flattened to ``[T * N]``: GAE, or for
+    the episodic flavour standardised Monte-Carlo returns (and ``G - V``)."""
     r, v, nv = batch["rewards"], batch["values"], batch["next_values"]
     term, trunc = batch["terminated"], batch["truncated"]
     if cfg.episodic:
@@ -78,12 +79,14 @@ def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
         adv = ret - v
     else:
         adv, ret = gae(r, v, nv, term, trunc, cfg.gamma, cfg.gae_lambda)
-    obs = batch["obs"].flatten(0, 1)
-    actions = batch["actions"].flatten(0, 1)
-    adv, ret = adv.flatten(), ret.flatten()
+    return adv.flatten(), ret.flatten()
+
+
+def network_loss(nets: ActorCriticNet, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor,
+                 ret: torch.Tensor, cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The actor-critic loss given the advantages (pure: one network's, or vmapped over members)."""
     if cfg.normalize_advantage and adv.numel() > 1:
         adv = standardize(adv)
-
     params, values = nets(obs)
     dist = nets.dist(params)
     pi_loss, metrics = policy_loss("vanilla", dist, actions, adv)
@@ -97,6 +100,13 @@ def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
     return total, metrics
 
 
+def loss(nets: ActorCriticNet, batch: dict[str, torch.Tensor],
+         cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The actor-critic loss of a whole rollout ``[T, N]`` (A2C's, and each A3C worker's)."""
+    adv, ret = advantages(batch, cfg)
+    return network_loss(nets, batch["obs"].flatten(0, 1), batch["actions"].flatten(0, 1), adv, ret, cfg)
+
+
 def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
            cfg: ActorCriticConfig) -> dict[str, torch.Tensor]:
     """One gradient step on a whole rollout ``[T, N]``."""
@@ -105,11 +115,46 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
     return metrics
 
 
-class A2C(Agent):
-    """``critic.A2C(env, **hparams)``: n-step, per-step (``n_steps=1``) or episodic A2C."""
+class A2C(Batched, Agent):
+    """``critic.A2C(env, **hparams)``: n-step, per-step (``n_steps=1``) or episodic A2C;
+    ``critic.A2C(env, seeds=[...])`` trains a batch of n-step or per-step ones."""
 
     algo = "a2c"
     config_cls = A2CConfig
+    sweepable = ("learning_rate", "gamma", "gae_lambda")
+
+    @classmethod
+    def check_batchable(cls, cfg: A2CConfig) -> None:
+        if cfg.episodic:
+            raise ConfigError("seeds=[...] batches n-step and per-step A2C; episodic A2C updates at each member's "
+                              "episode end, and the members' episodes differ in length (episodic=False, or one "
+                              "run per seed)")
+
+    @classmethod
+    def batch_update(cls, batch, data: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every member's A2C step on its rollout ``[M, T, N]``: its own advantages (discount,
+        lambda), learning rate (schedule), gradient clipping and optimizer step."""
+        agents, opt, M = batch.agents, batch.opts["main"], batch.M
+        cfg = agents[0].cfg
+        for k, a in enumerate(agents):
+            apply_lr_schedule(a.optims["main"], a.cfg, a.env_steps, a._learn_span)
+            opt.lr[k] = a.optims["main"].param_groups[0]["lr"]
+        _, T, N = data["rewards"].shape
+        keys = ("rewards", "values", "next_values", "terminated", "truncated")
+        if "gamma" in batch.swept or "gae_lambda" in batch.swept:
+            parts = [advantages({key: data[key][k] for key in keys}, a.cfg) for k, a in enumerate(agents)]
+            adv, ret = (torch.stack([p[i] for p in parts]) for i in (0, 1))
+        else:  # one GAE over the members' columns side by side
+            adv, ret = advantages({key: data[key].transpose(0, 1).reshape(T, M * N) for key in keys}, cfg)
+            adv, ret = (x.reshape(T, M, N).transpose(0, 1).reshape(M, T * N) for x in (adv, ret))
+        total, metrics = batch.members().vmap(lambda net, o, a, ad, r: network_loss(net, o, a, ad, r, cfg))(
+            data["obs"].flatten(1, 2), data["actions"].flatten(1, 2), adv, ret)
+        opt.zero_grad()
+        total.sum().backward()
+        if cfg.max_grad_norm is not None:
+            opt.clip_(cfg.max_grad_norm)
+        opt.step(active)
+        return {k: v.detach() for k, v in metrics.items()}
 
     def _build(self) -> None:
         cfg = self.cfg

@@ -35,7 +35,7 @@ from critic.checkpoint import CheckpointError, NonFiniteError
 from critic.config import ConfigError
 from critic.logger import Progress, sigint_flag
 from critic.modules.members import Members
-from critic.optim import MemberAdam, flat_view
+from critic.optim import MemberAdam, MemberRMSprop, flat_view
 
 
 BATCH_FILE = "batch.safetensors"
@@ -162,21 +162,33 @@ class SeedBatch:
         :class:`MemberAdam` per optimizer."""
         per_agent = [_storage_groups(a.nets) for a in agents]
         layout0 = [[(n, p.shape, p.numel()) for n, p in g] for g in per_agent[0]]
-        owners: dict[int, int] = {}  # an optimizer's flat tensor (by storage) -> its group
-        self.stacked: list[torch.Tensor] = []
+        flats: list[list[torch.Tensor]] = []  # [group][member]
         for g, layout in enumerate(layout0):
-            flats = []
-            for a, groups in zip(agents, per_agent):
-                if [(n, p.shape) for n, p in groups[g]] != [(n, s) for n, s, _ in layout]:
+            flats.append([])
+            for groups in per_agent:
+                if len(groups) != len(layout0) or [(n, p.shape) for n, p in groups[g]] != \
+                        [(n, s) for n, s, _ in layout]:
                     raise ConfigError("the members' networks differ in structure")
                 flat = flat_view([p for _, p in groups[g]])
                 if flat is None:
                     raise ConfigError(f"{agents[0].algo}: the parameters {layout[0][0]}... are not one flat buffer "
                                       "(optim.flatten_), which a batch stacks")
-                owners[flat.untyped_storage().data_ptr()] = g
-                flats.append(flat)
-            grads = groups[g][0][1].requires_grad
-            st = torch.stack([f.detach() for f in flats]).requires_grad_(grads)
+                flats[g].append(flat)
+        owners = {f[0].untyped_storage().data_ptr(): g for g, f in enumerate(flats)}  # member 0's buffers
+        self.opts: dict[str, MemberAdam | MemberRMSprop] = {}
+        self.opt_group: dict[str, int] = {}
+        for name, opt in agents[0].optims.items():
+            pg = opt.param_groups[0]
+            plain = len(opt.param_groups) == 1 and len(pg["params"]) == 1 and not pg["weight_decay"] and (
+                (isinstance(opt, torch.optim.Adam) and not pg["amsgrad"] and not pg["maximize"])
+                or (isinstance(opt, torch.optim.RMSprop) and not pg["momentum"] and not pg["centered"]))
+            if not plain:
+                raise ConfigError(f"seeds=[...] batches plain Adam or RMSprop over one flat buffer; "
+                                  f"{agents[0].algo}'s {name!r} optimizer is not ({type(opt).__name__})")
+            self.opt_group[name] = owners[pg["params"][0].untyped_storage().data_ptr()]
+        self.stacked: list[torch.Tensor] = []
+        for g, layout in enumerate(layout0):
+            st = torch.stack([f.detach() for f in flats[g]]).requires_grad_(per_agent[0][g][0][1].requires_grad)
             self.stacked.append(st)
             with torch.no_grad():
                 for k, groups in enumerate(per_agent):
@@ -185,18 +197,13 @@ class SeedBatch:
                         p.data = st.data[k, off:off + p.numel()].view(p.shape)
                         off += p.numel()
         self.layout = layout0
-        self.opts: dict[str, MemberAdam] = {}
-        self.opt_group: dict[str, int] = {}
         for name, opt in agents[0].optims.items():
             pg = opt.param_groups[0]
-            if not isinstance(opt, torch.optim.Adam) or len(opt.param_groups) != 1 or len(pg["params"]) != 1 or \
-                    pg["weight_decay"] or pg["amsgrad"] or pg["maximize"]:
-                raise ConfigError(f"seeds=[...] batches plain Adam over one flat buffer; {agents[0].algo}'s "
-                                  f"{name!r} optimizer is {type(opt).__name__} (use optimizer='adam')")
-            self.opt_group[name] = owners[pg["params"][0].untyped_storage().data_ptr()]
             lrs = torch.tensor([a.optims[name].param_groups[0]["lr"] for a in agents], dtype=torch.float64)
-            self.opts[name] = MemberAdam([self.stacked[self.opt_group[name]]], lrs, self.M,
-                                         betas=tuple(pg["betas"]), eps=pg["eps"])
+            st = self.stacked[self.opt_group[name]]
+            self.opts[name] = MemberAdam([st], lrs, self.M, betas=tuple(pg["betas"]), eps=pg["eps"]) \
+                if isinstance(opt, torch.optim.Adam) else MemberRMSprop([st], lrs, self.M, alpha=pg["alpha"],
+                                                                         eps=pg["eps"])
         for k, a in enumerate(agents):  # each optimizer's own flat tensor views its member's row too
             for name, opt in a.optims.items():
                 f = opt.param_groups[0]["params"][0]
@@ -281,19 +288,15 @@ class SeedBatch:
                 opt = a.optims[name]
                 p = opt.param_groups[0]["params"][0]
                 opt.param_groups[0]["lr"] = float(mopt.lr[k])
-                opt.state[p] = {"step": torch.tensor(float(mopt.steps[k])),
-                                "exp_avg": mopt.exp_avg[0][k].detach().clone().view(p.shape),
-                                "exp_avg_sq": mopt.exp_avg_sq[0][k].detach().clone().view(p.shape)}
+                opt.state[p] = {n: t.view(p.shape) if t.dim() else t for n, t in mopt.member_state(k).items()}
 
     def _load_optimizer_states(self) -> None:
         for name, mopt in self.opts.items():
             for k, a in enumerate(self.agents):
                 opt = a.optims[name]
                 st = opt.state.get(opt.param_groups[0]["params"][0])
-                if st and "exp_avg" in st:
-                    mopt.exp_avg[0][k].copy_(st["exp_avg"].reshape(-1))
-                    mopt.exp_avg_sq[0][k].copy_(st["exp_avg_sq"].reshape(-1))
-                    mopt.steps[k] = float(st["step"])
+                if st and all(n in st for n in mopt.state_names):
+                    mopt.load_member_state(k, st)
 
     # ------------------------------------------------------------------ checkpoints
     def save_state(self, run_dir: str | os.PathLike, member_dirs: list[Path]) -> Path:

@@ -4,11 +4,14 @@ collector, and the set-up of the deterministic-actor agents (DDPG, TD3)."""
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from critic.buffers.replay import ReplayBuffer
 from critic.buffers.rollout import RolloutBuffer
 from critic.collect import Collector, ReplayCollector, RolloutCollector
 from critic.config import Config, OnPolicyConfig
+from critic.losses.actor import deterministic_actor_loss
+from critic.losses.q import q_regression_loss, td_target
 from critic.modules.deterministic import DeterministicExploration, DeterministicNets
 from critic.nn import flat_dim
 from critic.optim import flatten_
@@ -80,3 +83,52 @@ def build_deterministic(agent, n_critics: int) -> None:
     agent.nets, agent.optims, agent.exploration, agent.collector = nets, optims, exploration, collector
     agent.replay, agent.scaler, agent.noise, agent.env_action = replay, collector.scaler, exploration.noise, \
         collector.to_env
+
+
+def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor, policy_delay: int = 1,
+                                 smoothing: bool = False) -> dict[str, Tensor]:
+    """One TD3 (``smoothing``, ``policy_delay``) or DDPG update of every member of a batch
+    (``critic.algos.batch.SeedBatch``) at once, on each member's replay batch stacked
+    ``[M, B, ...]``: the critic regression onto min_e Q'_e(s', mu'(s') [+ clipped noise from the
+    member's own generator]), and on the members whose step is due the actor's ascent on Q_1
+    and both targets' Polyak step at the member's own ``tau``. Members where ``active`` is
+    false move nothing; metrics are ``[M]``."""
+    agents, M = batch.agents, batch.M
+    obs, act, rew, next_obs, disc = (data[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
+    members = batch.members()
+    noise = None
+    if smoothing:
+        B, d = act.shape[1], act.shape[-1]
+        sigma = torch.tensor([a.cfg.target_noise for a in agents]).view(M, 1, 1)
+        clip = torch.tensor([a.cfg.target_noise_clip for a in agents]).view(M, 1, 1)
+        draws = torch.stack([torch.randn(B, d, generator=g) for g in batch.generators]).to(act.device)
+        noise = torch.maximum(torch.minimum(draws * sigma, clip), -clip)
+
+    def target(net, next_obs, rew, disc, noise=None):
+        a2 = net.mu(next_obs, target=True)
+        if noise is not None:
+            a2 = (a2 + noise).clamp(-1.0, 1.0)
+        return td_target(rew, disc, net.critic_target(next_obs, a2).min(0).values)
+
+    with torch.no_grad():
+        y = members.vmap(target)(next_obs, rew, disc, *([noise] if noise is not None else []))
+    for o in batch.opts.values():
+        o.zero_grad()
+    critic_loss = members.vmap(lambda net, o, a, t: q_regression_loss(net.critic(o, a), t))(obs, act, y)
+    critic_loss.sum().backward()
+    batch.opts["critic"].step(active)
+    metrics = {"loss/critic": critic_loss.detach()}
+    due = active & torch.tensor([(a.updates + 1) % policy_delay == 0 for a in agents])
+    if bool(due.any()):
+        actor_loss = batch.members(detach=("critic.",)).vmap(
+            lambda net, o: deterministic_actor_loss(net.critic.member(0, o, net.mu(o))))(obs)
+        actor_loss.sum().backward()
+        batch.opts["actor"].step(due)
+        with torch.no_grad():
+            tau = torch.tensor([a.cfg.tau for a in agents]).view(M, 1)
+            for src, tgt in ((batch.group("critic."), batch.group("critic_target.")),
+                             (batch.group("actor."), batch.group("actor_target."))):
+                tgt.copy_(torch.where(due.view(M, 1), tgt.lerp(src, tau.to(tgt.dtype)), tgt))
+        if bool((due == active).all()):  # in lockstep every member's actor step is due together
+            metrics["loss/actor"] = actor_loss.detach()
+    return metrics

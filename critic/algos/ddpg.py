@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from critic.agent import Agent
-from critic.algos.common import build_deterministic
+from critic.algos.batch import Batched
+from critic.algos.common import build_deterministic, deterministic_update_members
 from critic.config import DeterministicConfig
 from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
@@ -47,12 +48,18 @@ def update(nets: DeterministicNets, opts: dict[str, torch.optim.Optimizer], batc
     return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach()}
 
 
-class DDPG(Agent):
-    """``critic.DDPG(env, **hparams)``: DDPG for Box action spaces."""
+class DDPG(Batched, Agent):
+    """``critic.DDPG(env, **hparams)``: DDPG for Box action spaces; ``critic.DDPG(env, seeds=[...])``
+    trains a batch of them."""
 
     algo = "ddpg"
     config_cls = DDPGConfig
     allowed_actions = (gym.spaces.Box,)
+    sweepable = ("learning_rate", "actor_learning_rate", "critic_learning_rate", "gamma", "tau", "action_noise")
+
+    @classmethod
+    def batch_update(cls, batch, data, active):
+        return deterministic_update_members(batch, data, active)
 
     def _build(self) -> None:
         build_deterministic(self, n_critics=1)

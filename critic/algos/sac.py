@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
+from critic.algos.batch import Batched, SeedBatch
 from critic.algos.common import adam
 from critic.buffers.replay import ReplayBuffer
 from critic.collect import ReplayCollector
@@ -100,26 +101,64 @@ class SACNets(nn.Module):
         return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 
+def soft_target(nets: SACNets, next_obs: Tensor, rew: Tensor, disc: Tensor, alpha: Tensor,
+                noise: Tensor | None = None) -> Tensor:
+    """The critics' regression target y (no gradient wanted: call under ``no_grad``); ``noise``:
+    the next action's standard normal draw (continuous actions), drawn here unless given."""
+    if nets.discrete:
+        d2 = nets.dist(next_obs)
+        return td_target(rew, disc, soft_value(alpha, d2.logits, nets.critic_target(next_obs).min(0).values, d2.probs))
+    a2, logp2 = nets.dist(next_obs).rsample_with_log_prob(noise)
+    return td_target(rew, disc, soft_value(alpha, logp2, nets.critic_target(next_obs, a2).min(0).values))
+
+
+def soft_actor(nets: SACNets, obs: Tensor, alpha: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Continuous actions: the actor loss at one reparameterised sample, and its log-probabilities
+    (the temperature's gap). The critic must not take this gradient (``frozen`` or detached)."""
+    a_pi, logp = nets.dist(obs).rsample_with_log_prob(noise)
+    return soft_actor_loss(alpha, logp, nets.critic(obs, a_pi).min(0).values), logp
+
+
+def discrete_losses(nets: SACNets, obs: Tensor, act: Tensor, y: Tensor, alpha: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Discrete actions: the critic loss, the actor loss and E_pi[log pi] per state, from one
+    critic pass (the actor reads Q's values only, before this step's critic update, as in the
+    simultaneous updates of the original)."""
+    q_all = nets.critic(obs)  # [E, B, |A|]
+    q = q_all.gather(-1, act.long().view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
+    critic_loss = q_regression_loss(q, y)
+    d = nets.dist(obs)
+    probs, logp = d.probs, d.logits
+    actor_loss = soft_actor_loss(alpha, logp, q_all.detach().min(0).values, probs)
+    return critic_loss, actor_loss, (probs * logp).sum(-1).detach()
+
+
 def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], cfg: SACConfig,
-           target_entropy: float) -> dict[str, Tensor]:
+           target_entropy: float, noise: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+    """One SAC update. ``noise``: the standard normal draws of the next and the current actions
+    (continuous actions; drawn from torch's global generator unless given)."""
     obs, act, rew, next_obs, disc = (batch[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
     alpha = nets.log_alpha.exp().detach() if cfg.ent_coef is None else torch.tensor(cfg.ent_coef)
-    if nets.discrete:
-        return _update_discrete(nets, opts, obs, act, rew, next_obs, disc, alpha, cfg, target_entropy)
+    n2, n1 = noise if noise is not None else (None, None)
     with torch.no_grad():
-        a2, logp2 = nets.dist(next_obs).rsample_with_log_prob()
-        y = td_target(rew, disc, soft_value(alpha, logp2, nets.critic_target(next_obs, a2).min(0).values))
-    critic_loss = q_regression_loss(nets.critic(obs, act), y)
-    backward_step(opts["critic"], critic_loss, None)
-
-    with frozen(nets.critic):  # the actor's gradient reaches the actions, not the critic's weights
-        a_pi, logp = nets.dist(obs).rsample_with_log_prob()
-        actor_loss = soft_actor_loss(alpha, logp, nets.critic(obs, a_pi).min(0).values)
+        y = soft_target(nets, next_obs, rew, disc, alpha, n2)
+    if nets.discrete:
+        critic_loss, actor_loss, neg_entropy = discrete_losses(nets, obs, act, y, alpha)
+        backward_step(opts["critic"], critic_loss, None)
         backward_step(opts["actor"], actor_loss, None)
-
+        gap = neg_entropy.mean()
+    else:
+        critic_loss = q_regression_loss(nets.critic(obs, act), y)
+        backward_step(opts["critic"], critic_loss, None)
+        with frozen(nets.critic):  # the actor's gradient reaches the actions, not the critic's weights
+            actor_loss, logp = soft_actor(nets, obs, alpha, n1)
+            backward_step(opts["actor"], actor_loss, None)
+        gap = logp.detach().mean()
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
+    if nets.discrete:
+        metrics["train/entropy"] = -gap
     if cfg.ent_coef is None:
-        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], logp.detach().mean() + target_entropy)
+        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], gap + target_entropy)
     polyak_update(nets.critic, nets.critic_target, cfg.tau)
     return metrics
 
@@ -131,40 +170,73 @@ def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tenso
     return loss
 
 
-def _update_discrete(nets: SACNets, opts: dict[str, torch.optim.Optimizer], obs: Tensor, act: Tensor, rew: Tensor,
-                     next_obs: Tensor, disc: Tensor, alpha: Tensor, cfg: SACConfig,
-                     target_entropy: float) -> dict[str, Tensor]:
+def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) -> dict[str, Tensor]:
+    """:func:`update` for every member of a batch at once (``data``: each member's replay batch
+    stacked ``[M, B, ...]``): the same losses vmapped over the stacked weights, each member's
+    noise from its own generator, its own temperature (or fixed ``ent_coef``), target entropy
+    and ``tau``; members where ``active`` is false move nothing. Metrics are ``[M]``."""
+    agents, M = batch.agents, batch.M
+    nets0 = agents[0].nets
+    obs, act, rew, next_obs, disc = (data[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
+    log_alpha = batch.group("log_alpha")  # [M, 1]
+    auto = torch.tensor([a.cfg.ent_coef is None for a in agents])
+    alpha = torch.where(auto, log_alpha.detach().view(M).exp(), torch.tensor([a.cfg.ent_coef or 0.0 for a in agents]))
+    opts = batch.opts
+    members = batch.members()
+    n2 = n1 = None
+    if not nets0.discrete:
+        B, d = act.shape[1], act.shape[-1]
+        draws = [(torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)) for g in batch.generators]
+        n2, n1 = (torch.stack([x[i] for x in draws]).to(act.device) for i in (0, 1))
     with torch.no_grad():
-        d2 = nets.dist(next_obs)
-        y = td_target(rew, disc, soft_value(alpha, d2.logits, nets.critic_target(next_obs).min(0).values, d2.probs))
-    q_all = nets.critic(obs)  # [E, B, |A|]: one critic pass serves both losses
-    q = q_all.gather(-1, act.long().view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
-    critic_loss = q_regression_loss(q, y)
-    backward_step(opts["critic"], critic_loss, None)
-
-    # The actor loss needs Q's values only (no gradient through Q): the values of the same
-    # pass, before this step's critic update, as in the simultaneous updates of the original.
-    q_pi = q_all.detach().min(0).values
-    d = nets.dist(obs)
-    probs, logp = d.probs, d.logits
-    actor_loss = soft_actor_loss(alpha, logp, q_pi, probs)
-    backward_step(opts["actor"], actor_loss, None)
-
+        if nets0.discrete:
+            y = members.vmap(soft_target)(next_obs, rew, disc, alpha)
+        else:
+            y = members.vmap(soft_target)(next_obs, rew, disc, alpha, n2)
+    for o in opts.values():
+        o.zero_grad()
+    if nets0.discrete:
+        critic_loss, actor_loss, neg_entropy = members.vmap(discrete_losses)(obs, act, y, alpha)
+        (critic_loss.sum() + actor_loss.sum()).backward()  # disjoint weights: each loss reaches its own
+        gap = neg_entropy.mean(1)
+    else:
+        critic_loss = members.vmap(lambda net, o, a, t: q_regression_loss(net.critic(o, a), t))(obs, act, y)
+        critic_loss.sum().backward()
+    opts["critic"].step(active)
+    if not nets0.discrete:  # the actor through the stepped critic, whose weights take no gradient
+        actor_loss, logp = batch.members(detach=("critic.",)).vmap(soft_actor)(obs, alpha, n1)
+        actor_loss.sum().backward()
+        gap = logp.detach().mean(1)
+    opts["actor"].step(active)
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
-    neg_entropy = (probs * logp).sum(-1).detach()
-    metrics["train/entropy"] = -neg_entropy.mean()
-    if cfg.ent_coef is None:
-        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], neg_entropy.mean() + target_entropy)
-    polyak_update(nets.critic, nets.critic_target, cfg.tau)
+    if nets0.discrete:
+        metrics["train/entropy"] = -gap
+    if bool(auto.any()):
+        target_entropy = torch.tensor([a.target_entropy for a in agents], dtype=gap.dtype)
+        loss, grad = temperature_loss(log_alpha.view(M), gap + target_entropy)
+        log_alpha.grad = grad.view(M, 1)
+        opts["alpha"].step(active & auto)
+        metrics["loss/alpha"] = torch.where(auto, loss, torch.zeros_like(loss))
+    with torch.no_grad():
+        src, tgt = batch.group("critic."), batch.group("critic_target.")
+        tau = torch.tensor([a.cfg.tau for a in agents], dtype=tgt.dtype).view(M, 1)
+        tgt.copy_(torch.where(active.view(M, 1), tgt.lerp(src, tau), tgt))
     return metrics
 
 
-class SAC(Agent):
-    """``critic.SAC(env, **hparams)``: Soft Actor-Critic for Box and Discrete action spaces."""
+class SAC(Batched, Agent):
+    """``critic.SAC(env, **hparams)``: Soft Actor-Critic for Box and Discrete action spaces;
+    ``critic.SAC(env, seeds=[...])`` trains a batch of them."""
 
     algo = "sac"
     config_cls = SACConfig
     allowed_actions = (gym.spaces.Box, gym.spaces.Discrete)
+    sweepable = ("learning_rate", "actor_learning_rate", "critic_learning_rate", "gamma", "tau", "ent_coef",
+                 "target_entropy")
+
+    @classmethod
+    def batch_update(cls, batch, data, active):
+        return update_members(batch, data, active)
 
     def _build(self) -> None:
         cfg = self.cfg

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from critic.agent import Agent
-from critic.algos.common import build_deterministic
+from critic.algos.batch import Batched
+from critic.algos.common import build_deterministic, deterministic_update_members
 from critic.config import DeterministicConfig, check
 from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
@@ -48,13 +49,14 @@ class TD3Config(DeterministicConfig):
 
 
 def update(nets: DeterministicNets, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], cfg: TD3Config,
-           step: int) -> dict[str, Tensor]:
-    """One critic step; the actor and targets every ``policy_delay`` steps (``step`` counts updates)."""
+           step: int, noise: Tensor | None = None) -> dict[str, Tensor]:
+    """One critic step; the actor and targets every ``policy_delay`` steps (``step`` counts updates).
+    ``noise``: the smoothing noise's standard normal draw, from torch's global generator unless given."""
     obs, act, rew, next_obs, disc = (batch[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
     with torch.no_grad():
         a2 = nets.mu(next_obs, target=True)
         if cfg.target_noise > 0:
-            noise = (torch.randn_like(a2) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+            noise = ((torch.randn_like(a2) if noise is None else noise) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
             a2 = (a2 + noise).clamp(-1.0, 1.0)
         y = td_target(rew, disc, nets.critic_target(next_obs, a2).min(0).values)
     critic_loss = q_regression_loss(nets.critic(obs, act), y)
@@ -70,12 +72,20 @@ def update(nets: DeterministicNets, opts: dict[str, torch.optim.Optimizer], batc
     return metrics
 
 
-class TD3(Agent):
-    """``critic.TD3(env, **hparams)``: TD3 for Box action spaces."""
+class TD3(Batched, Agent):
+    """``critic.TD3(env, **hparams)``: TD3 for Box action spaces; ``critic.TD3(env, seeds=[...])``
+    trains a batch of them."""
 
     algo = "td3"
     config_cls = TD3Config
     allowed_actions = (gym.spaces.Box,)
+    sweepable = ("learning_rate", "actor_learning_rate", "critic_learning_rate", "gamma", "tau", "action_noise",
+                 "target_noise", "target_noise_clip")
+
+    @classmethod
+    def batch_update(cls, batch, data, active):
+        cfg = batch.agents[0].cfg
+        return deterministic_update_members(batch, data, active, cfg.policy_delay, smoothing=True)
 
     def _build(self) -> None:
         build_deterministic(self, self.cfg.n_critics)

@@ -67,8 +67,8 @@ def test_seeds_are_checked():
     for bad in ("a-b", [], [1, 1]):
         with pytest.raises(critic.ConfigError, match="'seeds'"):
             parse_seeds(bad)
-    with pytest.raises(critic.ConfigError, match="ppo so far, not sac"):
-        critic.SAC("Pendulum-v1", seeds=[0, 1])
+    with pytest.raises(critic.ConfigError, match="a2c, ddpg, ppo, sac, td3, not acer"):
+        critic.ACER("CartPole-v1", seeds=[0, 1])
     with pytest.raises(critic.ConfigError, match="either seed or seeds"):
         critic.PPO("CartPole-v1", seeds=[0, 1], seed=3)
     with warnings.catch_warnings():

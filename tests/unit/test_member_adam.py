@@ -95,3 +95,38 @@ def test_state_round_trip_and_shape_errors():
     assert torch.equal(other.lr, opt.lr) and torch.equal(other.exp_avg_sq[0], opt.exp_avg_sq[0])
     with pytest.raises(ValueError, match="leading axis of 3 members"):
         MemberAdam([torch.zeros(2, 4, requires_grad=True)], 1e-3, M)
+
+
+def test_member_rmsprop_equals_separate_torch_rmsprops_with_masks_and_clipping():
+    from critic.optim import MemberRMSprop
+
+    solos, stacked = _solo_and_stacked()
+    lrs = [7e-4, 1e-3, 3e-3]
+    opts = [torch.optim.RMSprop(s, lr=lr, alpha=0.99, eps=1e-5, foreach=True) for s, lr in zip(solos, lrs)]
+    mine = MemberRMSprop(stacked, torch.tensor(lrs), M, alpha=0.99, eps=1e-5)
+    masks = [torch.tensor([1, 1, 1]), torch.tensor([1, 0, 1]), torch.tensor([0, 1, 1])] * 4
+    for step, mask in enumerate(masks):
+        grads = _grads(step)
+        for k, (s, opt) in enumerate(zip(solos, opts)):
+            if mask[k]:
+                for p, g in zip(s, grads):
+                    p.grad = g[k].clone()
+                torch.nn.utils.clip_grad_norm_(s, 0.5)
+                opt.step()
+        for p, g in zip(stacked, grads):
+            p.grad = g.clone()
+        mine.clip_(0.5)
+        mine.step(mask.bool())
+    for k in range(M):
+        for p_solo, p_stack in zip(solos[k], stacked):
+            torch.testing.assert_close(p_stack[k], p_solo.detach(), rtol=1e-5, atol=1e-6)
+        st = opts[k].state[solos[k][0]]
+        mine_k = mine.member_state(k)
+        torch.testing.assert_close(mine_k["square_avg"], st["square_avg"], rtol=1e-5, atol=1e-7)
+        assert float(mine_k["step"]) == float(st["step"])
+    # negative control: swapped learning rates give other members
+    other = MemberRMSprop([p.detach().clone().requires_grad_(True) for p in stacked], torch.tensor(lrs[::-1]), M)
+    for p, g in zip(other.params, _grads(0)):
+        p.grad = g.clone()
+    other.step()
+    assert not torch.allclose(other.params[0][0], stacked[0][0])

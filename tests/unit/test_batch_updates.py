@@ -1,0 +1,164 @@
+"""A batched update of A2C (n-step with RMSprop, per-step with Adam), SAC (Box and Discrete), TD3
+and DDPG members equals the members' solo updates (float32 rounding apart), member by member; a
+negative control swaps the members' batches. Per-member scalars of a sweep (tau, ent_coef) reach
+their member only. PPO's batched update is tested in test_members.py."""
+
+import pytest
+import torch
+
+import critic
+from critic.algos import ddpg, sac, td3
+from critic.modules.target import polyak_update
+
+SMALL = dict(hidden_sizes=(16, 16), learning_starts=10, batch_size=8)
+B = 8
+
+
+def _batches(env: str, n: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    obs_dim = 3 if env == "Pendulum-v1" else 4
+    out = []
+    for _ in range(n):
+        act = torch.rand(B, 1, generator=g) * 2 - 1 if env == "Pendulum-v1" else \
+            torch.randint(0, 2, (B,), generator=g).float()
+        out.append({"obs": torch.randn(B, obs_dim, generator=g), "actions": act, "rewards": torch.randn(B, generator=g),
+                    "next_obs": torch.randn(B, obs_dim, generator=g),
+                    "discount": 0.98 * (torch.rand(B, generator=g) > 0.1).float()})
+    return out
+
+
+def _solo_step(agent, batch: dict[str, torch.Tensor], gen: torch.Generator) -> None:
+    """One solo update with the noise the batch draws for this member (its own generator)."""
+    if agent.algo == "sac":
+        noise = None
+        if not agent.nets.discrete:
+            noise = (torch.randn(B, 1, generator=gen), torch.randn(B, 1, generator=gen))
+        sac.update(agent.nets, agent.optims, batch, agent.cfg, agent.target_entropy, noise)
+    elif agent.algo == "td3":
+        td3.update(agent.nets, agent.optims, batch, agent.cfg, agent.updates + 1, torch.randn(B, 1, generator=gen))
+    else:
+        ddpg.update(agent.nets, agent.optims, batch)
+        polyak_update(agent.nets.critic, agent.nets.critic_target, agent.cfg.tau)
+        polyak_update(agent.nets.actor, agent.nets.actor_target, agent.cfg.tau)
+    agent.updates += 1
+
+
+def _max_gap(solo, batch) -> float:
+    return max((p - q).abs().max().item() for a, m in zip(solo, batch.agents)
+               for (_, p), (_, q) in zip(a.nets.named_parameters(), m.nets.named_parameters()))
+
+
+def _run(cls, env, hp, swap=False, steps=4):
+    seeds = [0, 1]
+    batch = cls(env, seeds=seeds, **SMALL, **hp)
+    solo = [cls(env, seed=s, **SMALL, **hp) for s in seeds]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    per_member = [_batches(env, steps, 10 + k) for k in range(2)]
+    for j in range(steps):
+        mine = [per_member[k][j] for k in range(2)]
+        for a, b, g in zip(solo, mine, gens):
+            _solo_step(a, b, g)
+        given = mine[::-1] if swap else mine
+        cls.batch_update(batch, {k: torch.stack([b[k] for b in given]) for k in given[0]}, torch.tensor([True, True]))
+        for a in batch.agents:
+            a.updates += 1
+    gap = _max_gap(solo, batch)
+    for a in solo:
+        a.close()
+    batch.close()
+    return gap
+
+
+CASES = {
+    "sac_box": (critic.SAC, "Pendulum-v1", {}),
+    "sac_box_fixed_alpha": (critic.SAC, "Pendulum-v1", {"ent_coef": 0.2}),
+    "sac_discrete": (critic.SAC, "CartPole-v1", {}),
+    "td3": (critic.TD3, "Pendulum-v1", {}),
+    "ddpg": (critic.DDPG, "Pendulum-v1", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_batched_update_equals_the_members_solo_updates(case):
+    cls, env, hp = CASES[case]
+    assert _run(cls, env, hp) < 1e-6
+    # negative control: the members' batches swapped, the batched members no longer match
+    assert _run(cls, env, hp, swap=True) > 1e-4
+
+
+def test_swept_scalars_reach_their_member_only():
+    """A sweep of tau and ent_coef in one batch equals solo members with those values."""
+    values = [(0.01, 0.1), (0.2, None)]  # (tau, ent_coef): fixed alpha beside automatic tuning
+    batch = critic.SAC("Pendulum-v1", seeds=[0], sweep={"tau": [0.01, 0.2], "ent_coef": [0.1, None]}, **SMALL)
+    assert batch.M == 4
+    keep = [k for k, a in enumerate(batch.agents) if (a.cfg.tau, a.cfg.ent_coef) in values]
+    solo = [critic.SAC("Pendulum-v1", seed=0, tau=t, ent_coef=e, **SMALL) for t, e in values]
+    gens = [torch.Generator().manual_seed(0) for _ in range(batch.M)]
+    data = [_batches("Pendulum-v1", 3, 20 + k) for k in range(batch.M)]
+    for j in range(3):
+        for a, k in zip(solo, keep):
+            _solo_step(a, data[k][j], gens[k])
+        critic.SAC.batch_update(batch, {n: torch.stack([d[j][n] for d in data]) for n in data[0][0]},
+                                torch.ones(batch.M, dtype=torch.bool))
+    for a, k in zip(solo, keep):
+        for (n, p), (_, q) in zip(a.nets.named_parameters(), batch.agents[k].nets.named_parameters()):
+            torch.testing.assert_close(q, p, rtol=0, atol=1e-6, msg=n)
+    moved = [float(batch.agents[k].nets.log_alpha.detach()) for k in keep]
+    assert moved[0] == 0.0 and moved[1] != 0.0  # fixed ent_coef leaves log_alpha alone; automatic tuning moves it
+    for a in solo:
+        a.close()
+    batch.close()
+
+
+def test_an_inactive_member_moves_nothing():
+    batch = critic.TD3("Pendulum-v1", seeds=[0, 1], **SMALL)
+    before = batch.weights()
+    data = _batches("Pendulum-v1", 2, 3)
+    for j in range(2):
+        critic.TD3.batch_update(batch, {k: torch.stack([data[j][k]] * 2) for k in data[j]}, torch.tensor([True, False]))
+        for a in batch.agents:
+            a.updates += 1
+    after = batch.weights()
+    assert torch.equal(after[1], before[1]) and not torch.equal(after[0], before[0])
+    assert batch.opts["critic"].steps.tolist() == [2, 0] and batch.opts["actor"].steps.tolist() == [1, 0]
+    batch.close()
+
+
+@pytest.mark.parametrize("flavour", ["n_step_rmsprop", "per_step_adam"])
+def test_a_batched_a2c_update_equals_the_members_solo_updates(flavour):
+    from critic.algos import a2c
+
+    hp = dict(hidden_sizes=(16,), n_steps=5, num_envs=2, gae_lambda=0.9) if flavour == "n_step_rmsprop" else \
+        dict(hidden_sizes=(16,), n_steps=1, num_envs=1)
+
+    def run(swap: bool) -> float:
+        batch = critic.A2C("CartPole-v1", seeds=[0, 1], **hp)
+        solo = [critic.A2C("CartPole-v1", seed=s, **hp) for s in (0, 1)]
+        assert type(solo[0].optims["main"]).__name__ == ("RMSprop" if flavour == "n_step_rmsprop" else "Adam")
+        T, N = solo[0].cfg.n_steps, solo[0].cfg.num_envs
+        g = torch.Generator().manual_seed(3)
+        for _ in range(3):
+            rolls = []
+            for _k in range(2):
+                term = torch.rand(T, N, generator=g) < 0.2
+                rolls.append({"obs": torch.randn(T, N, 4, generator=g), "actions": torch.randint(0, 2, (T, N), generator=g),
+                              "rewards": torch.randn(T, N, generator=g), "values": torch.randn(T, N, generator=g),
+                              "next_values": torch.randn(T, N, generator=g), "terminated": term,
+                              "truncated": (torch.rand(T, N, generator=g) < 0.1) & ~term})
+            for a, r in zip(solo, rolls):
+                a2c.update(a.nets, a.optims["main"], r, a.cfg)
+            given = rolls[::-1] if swap else rolls
+            critic.A2C.batch_update(batch, {k: torch.stack([r[k] for r in given]) for k in given[0]},
+                                    torch.tensor([True, True]))
+        gap = _max_gap(solo, batch)
+        for a in [*solo, batch]:
+            a.close()
+        return gap
+
+    assert run(False) < 1e-6
+    assert run(True) > 1e-4
+
+
+def test_episodic_a2c_is_refused_by_name():
+    with pytest.raises(critic.ConfigError, match="episodic A2C"):
+        critic.A2C("CartPole-v1", seeds=[0, 1], episodic=True, num_envs=1)
