@@ -20,10 +20,11 @@ batched yet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -131,8 +132,10 @@ def _storage_groups(nets: torch.nn.Module) -> list[list[tuple[str, torch.Tensor]
 class SeedBatch:
     """M agents (one per seed) trained in lockstep with batched updates; see the module docstring."""
 
-    def __init__(self, agents: list[Agent]):
-        """The members' configs may differ in their seed and the algorithm's ``sweepable`` fields only."""
+    def __init__(self, agents: list[Agent], rng_states: list[torch.Tensor] | None = None):
+        """The members' configs may differ in their seed and the algorithm's ``sweepable`` fields only.
+        ``rng_states``: each member's own state of torch's global generator (what it acts and
+        explores with), default one seeded by the member's seed."""
         self.agents, self.M = agents, len(agents)
         self.seeds = [a.cfg.seed for a in agents]
         a0 = agents[0]
@@ -149,12 +152,25 @@ class SeedBatch:
                 raise ConfigError(f"the members of one batch differ in {', '.join(diff) or 'their class'} (allowed to "
                                   f"differ: seed, {', '.join(self.sweepable)})")
         self.swept = sorted(k for k in self.sweepable if len({repr(a.cfg.to_dict()[k]) for a in agents}) > 1)
-        cls.check_batchable(cfg)
+        for a in agents:
+            cls.check_batchable(a.cfg)
         if getattr(cfg, "backend", "local") != "local":
             raise ConfigError(f"seeds=[...] batches {a0.algo} on the local backend only (backend={cfg.backend!r})")
         self._stack(agents)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.rng = list(rng_states) if rng_states is not None else \
+            [torch.Generator().manual_seed(s).get_state() for s in self.seeds]
         self.frozen = np.zeros(self.M, dtype=bool)
+
+    @contextlib.contextmanager
+    def _own_rng(self, k: int) -> Iterator[None]:
+        """Member ``k``'s own stream in torch's global generator (its acting, exploration and
+        checkpoint): what a member draws never depends on the other members."""
+        torch.set_rng_state(self.rng[k])
+        try:
+            yield
+        finally:
+            self.rng[k] = torch.get_rng_state()
 
     def _stack(self, agents: list[Agent]) -> None:
         """Every flat parameter buffer of the members' networks (each optimizer's, each target's)
@@ -219,12 +235,13 @@ class SeedBatch:
         seeds, sweep = parse_seeds(seeds), parse_sweep(sweep, getattr(agent_cls, "sweepable", ()))
         import itertools
         variants = [dict(zip(sweep, vals)) for vals in itertools.product(*sweep.values())] if sweep else [{}]
-        agents = []
+        agents, rng = [], []
         try:
             for variant in variants:
                 for s in seeds:
                     agents.append(agent_cls(env, config, seed=s, **{**hparams, **variant}))
-            return cls(agents)
+                    rng.append(torch.get_rng_state())  # as a solo agent's stream continues after its set-up
+            return cls(agents, rng)
         except BaseException:
             for a in agents:
                 a.close()
@@ -315,15 +332,16 @@ class SeedBatch:
         tensors, meta = ckpt.read(Path(run_dir) / BATCH_FILE)
         if not isinstance(meta, dict) or meta.get("kind") != "seed_batch":
             raise CheckpointError(f"{run_dir}: {BATCH_FILE} is not a batched run's state")
-        agents = []
+        agents, rng = [], []
         try:
             for name in meta["members"]:
                 agents.append(load(Path(run_dir) / name / "checkpoints", env=env))
+                rng.append(torch.get_rng_state())  # the member's own stream, from its checkpoint
         except BaseException:
             for a in agents:
                 a.close()
             raise
-        batch = cls(agents)
+        batch = cls(agents, rng)
         for k, g in enumerate(batch.generators):
             g.set_state(tensors[f"generator/{k}"])
         batch.frozen[:] = meta["frozen"]
@@ -356,7 +374,8 @@ class SeedBatch:
                     live = [k for k in range(self.M) if not self.frozen[k] and not sessions[k].done()]
                     for k in list(live):
                         try:
-                            self.agents[k].collect()
+                            with self._own_rng(k):
+                                self.agents[k].collect()
                         except Exception as e:
                             try:
                                 sessions[k].diverged_or(e)  # a NonFiniteError if its weights diverged
@@ -370,7 +389,8 @@ class SeedBatch:
                     per_member = self._update(live)
                     for k in live:
                         try:
-                            sessions[k].record(per_member[k])
+                            with self._own_rng(k):
+                                sessions[k].record(per_member[k])
                         except NonFiniteError as e:
                             self._freeze(k, sessions[k], e)
                     median, spread = self._median_return()
@@ -380,9 +400,10 @@ class SeedBatch:
                     s.close()
                 progress.close()
         self._store_optimizer_states()
-        for s in sessions:
+        for k, s in enumerate(sessions):
             try:
-                s.finish(interrupted.is_set())
+                with self._own_rng(k):
+                    s.finish(interrupted.is_set())
             except KeyboardInterrupt:  # every member's checkpoint first; the batch raises below
                 pass
             except NonFiniteError:  # a frozen member: its last good checkpoint stays

@@ -19,6 +19,7 @@ PPO uses; the paper's are 1.5 and 2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -92,9 +93,12 @@ class PPOConfig(OnPolicyConfig):
 
 
 def minibatch_loss(nets: ActorCriticNet, mb: dict[str, torch.Tensor], cfg: PPOConfig, normalize: bool,
-                   with_metrics: bool, clip_eps: float | None = None, kl_coef: torch.Tensor | None = None,
-                   old_log_std: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's loss on one minibatch (pure: no optimizer step), and its metrics."""
+                   with_metrics: bool, clip_eps: float | torch.Tensor | None = None,
+                   kl_coef: torch.Tensor | None = None, old_log_std: torch.Tensor | None = None,
+                   vf_coef: torch.Tensor | None = None, ent_coef: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on one minibatch (pure: no optimizer step), and its metrics. ``vf_coef`` /
+    ``ent_coef``: this network's own coefficients (a member of a sweep), default the config's."""
     adv = mb["adv"]
     if normalize and adv.numel() > 1:
         adv = standardize(adv)
@@ -111,10 +115,10 @@ def minibatch_loss(nets: ActorCriticNet, mb: dict[str, torch.Tensor], cfg: PPOCo
         pi_loss = pi_loss + kl_coef * kl + cfg.kl_cutoff_coef * (kl - 2.0 * cfg.kl_target).clamp(min=0.0).square()
         metrics["train/kl"] = kl.detach()
     vf_loss, _ = value_loss(values, mb["ret"], cfg.value_loss, mb["values"], cfg.clip_vf)
-    loss = pi_loss + cfg.vf_coef * vf_loss
-    if cfg.ent_coef > 0:
+    loss = pi_loss + (cfg.vf_coef if vf_coef is None else vf_coef) * vf_loss
+    if ent_coef is not None or cfg.ent_coef > 0:
         ent_loss, m = entropy_loss(dist.entropy())
-        loss = loss + cfg.ent_coef * ent_loss
+        loss = loss + (cfg.ent_coef if ent_coef is None else ent_coef) * ent_loss
         metrics.update(m)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
     return loss, metrics
@@ -179,14 +183,17 @@ def update(nets: ActorCriticNet, opt: torch.optim.Optimizer, batch: dict[str, to
 def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Tensor], cfg: PPOConfig,
                    generators: list[torch.Generator], clip_eps: float | None = None,
                    active: torch.Tensor | None = None, gammas: list[float] | None = None,
-                   lambdas: list[float] | None = None) -> dict[str, torch.Tensor]:
+                   lambdas: list[float] | None = None, coefs: dict[str, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
     """:func:`update` for M members at once: ``batch`` holds each member's rollout ``[M, T, N]``,
     ``generators`` each member's minibatch shuffling. Every member's arithmetic is its solo
     update's: its own GAE, advantage standardisation, permutations, gradient clipping, Adam
     step, and KL early stop (a member that stops skips the remaining epochs while the others go
     on). ``active`` [M] leaves members out from the start (a frozen, diverged member). Metrics are
     ``[M]``. ``gammas`` / ``lambdas``: per-member discount and GAE lambda (a sweep); default the
-    config's. The KL-penalised variant is not batched yet."""
+    config's. ``coefs``: per-member ``[M]`` values of ``clip_eps``, ``vf_coef``, ``ent_coef``,
+    ``max_grad_norm`` and ``target_kl`` (a sweep; inf for no clipping or no stop). The
+    KL-penalised variant is not batched yet."""
     clip_eps = cfg.clip_eps if clip_eps is None else clip_eps
     if clip_eps is None:
         raise ValueError("update_members batches the clipped surrogate only (clip_eps=None is not supported yet)")
@@ -209,8 +216,13 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
         data["adv"] = standardize(data["adv"], dim=1)
     starts = [0] if whole else list(range(0, B, bs))
     norm = cfg.normalize_advantage and not whole
-    loss_fns = {w: members.vmap(lambda net, mb, w=w: minibatch_loss(net, mb, cfg, norm, w, clip_eps))
-                for w in (False, True)}
+    coefs = dict(coefs or {})
+    per = {k: coefs.pop(k) for k in ("clip_eps", "vf_coef", "ent_coef") if k in coefs}  # vmapped with the weights
+    loss_fns = {w: members.vmap(lambda net, mb, per, w=w: minibatch_loss(
+        net, mb, cfg, norm, w, per.get("clip_eps", clip_eps), vf_coef=per.get("vf_coef"), ent_coef=per.get("ent_coef")))
+        for w in (False, True)}
+    max_norm = coefs.get("max_grad_norm", cfg.max_grad_norm)
+    target_kl = coefs.get("target_kl", cfg.target_kl)
     rows = torch.arange(M)[:, None]
     active = torch.ones(M, dtype=torch.bool) if active is None else active.bool().clone()
     metrics: dict[str, torch.Tensor] = {}
@@ -219,18 +231,18 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
                                                for k, g in enumerate(generators)])
         for i, start in enumerate(starts):
             mb = data if perm is None else {k: v[rows, perm[:, start:start + bs]] for k, v in data.items()}
-            last = i == len(starts) - 1 and (epoch == cfg.n_epochs - 1 or cfg.target_kl is not None)
-            losses, m = loss_fns[last](mb)
+            last = i == len(starts) - 1 and (epoch == cfg.n_epochs - 1 or target_kl is not None)
+            losses, m = loss_fns[last](mb, per)
             opt.zero_grad()
             losses.sum().backward()
-            if cfg.max_grad_norm is not None:
-                opt.clip_(cfg.max_grad_norm)
+            if max_norm is not None:
+                opt.clip_(max_norm)
             opt.step(active)
             if last:  # a member's metrics are those of its last update (a stopped member keeps its own)
                 metrics = {k: torch.where(active, v.detach(), metrics[k]) if k in metrics else v.detach()
                            for k, v in m.items()}
-        if cfg.target_kl is not None:
-            active = active & (metrics["train/approx_kl"] <= cfg.target_kl)
+        if target_kl is not None:
+            active = active & (metrics["train/approx_kl"] <= target_kl)
             if not bool(active.any()):
                 break
     return metrics
@@ -241,12 +253,14 @@ class PPO(Batched, Agent):
 
     algo = "ppo"
     config_cls = PPOConfig
-    sweepable = ("learning_rate", "gamma", "gae_lambda")
+    sweepable = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "vf_coef", "ent_coef", "max_grad_norm",
+                 "target_kl")
 
     @classmethod
     def check_batchable(cls, cfg: PPOConfig) -> None:
-        if cfg.kl_penalty != "none":
-            raise ConfigError("seeds=[...] batches PPO's clipped surrogate so far (kl_penalty='none')")
+        if cfg.kl_penalty != "none" or cfg.clip_eps is None:
+            raise ConfigError("seeds=[...] batches PPO's clipped surrogate so far (kl_penalty='none', clip_eps a "
+                              f"number; got kl_penalty={cfg.kl_penalty!r}, clip_eps={cfg.clip_eps!r})")
 
     @classmethod
     def batch_update(cls, batch, data: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -260,8 +274,14 @@ class PPO(Batched, Agent):
         gae_settings = {}
         if "gamma" in batch.swept or "gae_lambda" in batch.swept:
             gae_settings = {"gammas": [a.cfg.gamma for a in agents], "lambdas": [a.cfg.gae_lambda for a in agents]}
+        coefs = {}
+        if "clip_eps" in batch.swept:
+            coefs["clip_eps"] = torch.tensor([a.clip_range() for a in agents])
+        for k in ("vf_coef", "ent_coef", "max_grad_norm", "target_kl"):
+            if k in batch.swept:  # none (no clipping, no early stop) is infinity
+                coefs[k] = torch.tensor([math.inf if getattr(a.cfg, k) is None else getattr(a.cfg, k) for a in agents])
         return update_members(batch.members(), opt, data, agents[0].cfg, batch.generators, agents[0].clip_range(),
-                              active=active, **gae_settings)
+                              active=active, coefs=coefs, **gae_settings)
 
     def _build(self) -> None:
         cfg = self.cfg

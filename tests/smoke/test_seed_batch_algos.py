@@ -71,3 +71,21 @@ def test_a_batch_resumes_exactly_in_a_new_process(case, tmp_path):
     other.learn(2 * steps, progress_bar=False)
     assert not torch.equal(other.weights(), expected)
     other.close()
+
+
+@pytest.mark.parametrize("case", ["sac", "a2c"])
+def test_a_member_does_not_depend_on_the_other_members(case):
+    """Member seed 0 trains to the same bits in batches of other companions and sizes: its own
+    envs, storage, generators and acting stream; only the arithmetic is shared."""
+    cls, env, hp, steps = CASES[case]
+    found = []
+    for seeds in ([0, 1], [4, 0, 2]):
+        batch = cls(env, seeds=seeds, **hp)
+        batch.learn(steps, progress_bar=False)
+        found.append(batch.weights()[seeds.index(0)])
+        batch.close()
+    assert torch.equal(found[0], found[1])
+    batch = cls(env, seeds=[1, 0], **hp)  # negative control: member seed 1 is another run
+    batch.learn(steps, progress_bar=False)
+    assert not torch.equal(batch.weights()[0], found[0])
+    batch.close()

@@ -133,3 +133,35 @@ def test_per_member_gamma_and_lambda_equal_solo_updates_with_them():
         mine = members.member(k).state_dict()
         for name, p in net.state_dict().items():
             torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-5, msg=f"member {k} {name}")
+
+
+def test_per_member_coefficients_equal_solo_updates_with_them():
+    """A sweep of clip_eps, vf_coef, ent_coef, max_grad_norm and target_kl: each member's own."""
+    from critic.algos.ppo import update, update_members
+
+    space = gym.spaces.Discrete(3)
+    settings = [dict(clip_eps=0.1, vf_coef=0.5, ent_coef=0.0, max_grad_norm=0.5, target_kl=None),
+                dict(clip_eps=0.3, vf_coef=1.0, ent_coef=0.05, max_grad_norm=None, target_kl=0.004)]
+    cfgs = [PPOConfig(learning_rate=1e-2, n_steps=8, num_envs=4, batch_size=8, n_epochs=4, **s) for s in settings]
+    nets = [_net(s, space) for s in (0, 1)]
+    members = Members([_net(s, space) for s in (0, 1)])
+    batches = [_rollout(n, 90 + k) for k, n in enumerate(nets)]
+    for k, (net, b, cfg) in enumerate(zip(nets, batches, cfgs)):
+        torch.manual_seed(500 + k)
+        update(net, make_optimizer(net, cfg), b, cfg)
+    coefs = {k: torch.tensor([float("inf") if s[k] is None else s[k] for s in settings])
+             for k in ("clip_eps", "vf_coef", "ent_coef", "max_grad_norm", "target_kl")}
+    opt = MemberAdam(members.parameters(), 1e-2, 2, betas=tuple(cfgs[0].adam_betas), eps=cfgs[0].optim_eps)
+    update_members(members, opt, {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, cfgs[0],
+                   [torch.Generator().manual_seed(500 + k) for k in range(2)], coefs=coefs)
+    for k, net in enumerate(nets):
+        mine = members.member(k).state_dict()
+        for name, p in net.state_dict().items():
+            torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-5, msg=f"member {k} {name}")
+    # negative control: the coefficients swapped between the members
+    members2 = Members([_net(s, space) for s in (0, 1)])
+    opt2 = MemberAdam(members2.parameters(), 1e-2, 2, betas=tuple(cfgs[0].adam_betas), eps=cfgs[0].optim_eps)
+    update_members(members2, opt2, {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, cfgs[0],
+                   [torch.Generator().manual_seed(500 + k) for k in range(2)],
+                   coefs={k: v.flip(0) for k, v in coefs.items()})
+    assert not torch.allclose(members2.member(1).state_dict()["pi_head.weight"], nets[1].state_dict()["pi_head.weight"])
