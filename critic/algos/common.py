@@ -12,7 +12,8 @@ from critic.collect import Collector, ReplayCollector, RolloutCollector
 from critic.config import Config, OnPolicyConfig
 from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
-from critic.modules.deterministic import DeterministicExploration, DeterministicNets
+from critic.modules.deterministic import (DeterministicExploration, DeterministicNets, StackedDeterministic,
+                                          stackable_deterministic)
 from critic.nn import flat_dim
 from critic.optim import flatten_
 
@@ -95,7 +96,16 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
     false move nothing; metrics are ``[M]``."""
     agents, M = batch.agents, batch.M
     obs, act, rew, next_obs, disc = (data[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
-    members = batch.members()
+    nets0 = agents[0].nets
+    stacked = stackable_deterministic(nets0)  # one batched product per layer; images: vmapped
+
+    def members(detach: tuple[str, ...] = ()):
+        m = batch.members(detach)
+        return StackedDeterministic(nets0, m.params) if stacked else m
+
+    def apply(nets, fn, *args):
+        return fn(nets, *args) if stacked else nets.vmap(fn)(*args)
+
     noise = None
     if smoothing:
         B, d = act.shape[1], act.shape[-1]
@@ -108,20 +118,20 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
         a2 = net.mu(next_obs, target=True)
         if noise is not None:
             a2 = (a2 + noise).clamp(-1.0, 1.0)
-        return td_target(rew, disc, net.critic_target(next_obs, a2).min(0).values)
+        return td_target(rew, disc, net.critic_target(next_obs, a2).min(-2).values)
 
     with torch.no_grad():
-        y = members.vmap(target)(next_obs, rew, disc, *([noise] if noise is not None else []))
+        y = apply(members(), target, next_obs, rew, disc, *([noise] if noise is not None else []))
     for o in batch.opts.values():
         o.zero_grad()
-    critic_loss = members.vmap(lambda net, o, a, t: q_regression_loss(net.critic(o, a), t))(obs, act, y)
+    critic_loss = apply(members(), lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
     critic_loss.sum().backward()
     batch.opts["critic"].step(active)
     metrics = {"loss/critic": critic_loss.detach()}
     due = active & torch.tensor([(a.updates + 1) % policy_delay == 0 for a in agents])
     if bool(due.any()):
-        actor_loss = batch.members(detach=("critic.",)).vmap(
-            lambda net, o: deterministic_actor_loss(net.critic.member(0, o, net.mu(o))))(obs)
+        actor_loss = apply(members(detach=("critic.",)),
+                           lambda net, o: deterministic_actor_loss(net.critic.member(0, o, net.mu(o))), obs)
         actor_loss.sum().backward()
         batch.opts["actor"].step(due)
         with torch.no_grad():

@@ -39,6 +39,7 @@ from critic.distributions import LOG_STD_MAX, LOG_STD_MIN, Categorical, TanhGaus
 from critic.losses.actor import soft_actor_loss, soft_value, temperature_loss
 from critic.losses.q import q_regression_loss, td_target
 from critic.modules.critics import QEnsemble
+from critic.modules.members import Members, stackable, stacked_linear, stacked_sequential
 from critic.modules.target import freeze, frozen, polyak_update
 from critic.nn import encoder_for, flat_dim, is_image_space, mlp
 from critic.optim import backward_step, flatten_, step_
@@ -94,11 +95,39 @@ class SACNets(nn.Module):
 
     def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
         x = self.actor_encoder(obs) if self.actor_encoder is not None else obs.reshape(obs.shape[0], -1)
-        out = self.actor_head(self.actor_body(x)).float()  # float32 under autocast
+        return self._dist(self.actor_head(self.actor_body(x)))
+
+    def _dist(self, out: Tensor) -> TanhGaussian | Categorical:
+        out = out.float()  # float32 under autocast
         if self.discrete:
             return Categorical(out)
         mean, log_std = out.chunk(2, -1)
         return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
+
+    def stackable(self) -> bool:
+        """Whether :class:`Stacked` runs these networks (vector observations, MLP bodies)."""
+        return self.actor_encoder is None and stackable(self.actor_body)
+
+
+class Stacked:
+    """M members' :class:`SACNets` at once, from their weights stacked ``[M, ...]``
+    (``SeedBatch.members().params``): the interface the losses below call (``dist``, ``critic``,
+    ``critic_target``, ``discrete``), on inputs ``[M, B, ...]``, one batched product per layer.
+    Critic outputs are ``[M, E, B]``; the losses reduce over the last axes only."""
+
+    def __init__(self, nets: SACNets, params: dict[str, Tensor]):
+        self.nets, self.params, self.discrete = nets, params, nets.discrete
+
+    def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
+        p = self.params
+        h = stacked_sequential(self.nets.actor_body, p, "actor_body", obs.reshape(*obs.shape[:2], -1))
+        return self.nets._dist(stacked_linear(h, p["actor_head.weight"], p["actor_head.bias"]))
+
+    def critic(self, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        return self.nets.critic.stacked(self.params, "critic", obs, act)
+
+    def critic_target(self, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        return self.nets.critic_target.stacked(self.params, "critic_target", obs, act)
 
 
 def soft_target(nets: SACNets, next_obs: Tensor, rew: Tensor, disc: Tensor, alpha: Tensor,
@@ -107,16 +136,22 @@ def soft_target(nets: SACNets, next_obs: Tensor, rew: Tensor, disc: Tensor, alph
     the next action's standard normal draw (continuous actions), drawn here unless given."""
     if nets.discrete:
         d2 = nets.dist(next_obs)
-        return td_target(rew, disc, soft_value(alpha, d2.logits, nets.critic_target(next_obs).min(0).values, d2.probs))
+        q2 = nets.critic_target(next_obs).min(-3).values
+        return td_target(rew, disc, soft_value(_per_row(alpha, q2), d2.logits, q2, d2.probs))
     a2, logp2 = nets.dist(next_obs).rsample_with_log_prob(noise)
-    return td_target(rew, disc, soft_value(alpha, logp2, nets.critic_target(next_obs, a2).min(0).values))
+    return td_target(rew, disc, soft_value(_per_row(alpha, logp2), logp2, nets.critic_target(next_obs, a2).min(-2).values))
+
+
+def _per_row(alpha: Tensor, like: Tensor) -> Tensor:
+    """alpha as a scalar (one agent) or ``[M]`` (members) broadcast over ``like``'s trailing axes."""
+    return alpha if alpha.dim() == 0 else alpha.view(-1, *[1] * (like.dim() - 1))
 
 
 def soft_actor(nets: SACNets, obs: Tensor, alpha: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Continuous actions: the actor loss at one reparameterised sample, and its log-probabilities
     (the temperature's gap). The critic must not take this gradient (``frozen`` or detached)."""
     a_pi, logp = nets.dist(obs).rsample_with_log_prob(noise)
-    return soft_actor_loss(alpha, logp, nets.critic(obs, a_pi).min(0).values), logp
+    return soft_actor_loss(_per_row(alpha, logp), logp, nets.critic(obs, a_pi).min(-2).values), logp
 
 
 def discrete_losses(nets: SACNets, obs: Tensor, act: Tensor, y: Tensor, alpha: Tensor
@@ -124,12 +159,12 @@ def discrete_losses(nets: SACNets, obs: Tensor, act: Tensor, y: Tensor, alpha: T
     """Discrete actions: the critic loss, the actor loss and E_pi[log pi] per state, from one
     critic pass (the actor reads Q's values only, before this step's critic update, as in the
     simultaneous updates of the original)."""
-    q_all = nets.critic(obs)  # [E, B, |A|]
-    q = q_all.gather(-1, act.long().view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
+    q_all = nets.critic(obs)  # [E, B, |A|] ([M, E, B, |A|] for members)
+    q = q_all.gather(-1, act.long().unsqueeze(-1).unsqueeze(-3).expand(*q_all.shape[:-1], 1)).squeeze(-1)
     critic_loss = q_regression_loss(q, y)
     d = nets.dist(obs)
     probs, logp = d.probs, d.logits
-    actor_loss = soft_actor_loss(alpha, logp, q_all.detach().min(0).values, probs)
+    actor_loss = soft_actor_loss(_per_row(alpha, logp), logp, q_all.detach().min(-3).values, probs)
     return critic_loss, actor_loss, (probs * logp).sum(-1).detach()
 
 
@@ -170,6 +205,11 @@ def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tenso
     return loss
 
 
+def _apply(nets: "Stacked | Members", fn, *args):
+    """``fn(nets, *args)`` for stacked members, or ``fn`` vmapped over :class:`Members`."""
+    return nets.vmap(fn)(*args) if isinstance(nets, Members) else fn(nets, *args)
+
+
 def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) -> dict[str, Tensor]:
     """:func:`update` for every member of a batch at once (``data``: each member's replay batch
     stacked ``[M, B, ...]``): the same losses vmapped over the stacked weights, each member's
@@ -182,31 +222,34 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     auto = torch.tensor([a.cfg.ent_coef is None for a in agents])
     alpha = torch.where(auto, log_alpha.detach().view(M).exp(), torch.tensor([a.cfg.ent_coef or 0.0 for a in agents]))
     opts = batch.opts
-    members = batch.members()
+    stacked = nets0.stackable()  # one batched product per layer; image encoders: the same functions vmapped
+
+    def members(detach: tuple[str, ...] = ()) -> "Stacked | Members":
+        m = batch.members(detach)
+        return Stacked(nets0, m.params) if stacked else m
+
+    nets = members()
     n2 = n1 = None
     if not nets0.discrete:
         B, d = act.shape[1], act.shape[-1]
         draws = [(torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)) for g in batch.generators]
         n2, n1 = (torch.stack([x[i] for x in draws]).to(act.device) for i in (0, 1))
     with torch.no_grad():
-        if nets0.discrete:
-            y = members.vmap(soft_target)(next_obs, rew, disc, alpha)
-        else:
-            y = members.vmap(soft_target)(next_obs, rew, disc, alpha, n2)
+        y = _apply(nets, soft_target, next_obs, rew, disc, alpha, *([] if nets0.discrete else [n2]))
     for o in opts.values():
         o.zero_grad()
     if nets0.discrete:
-        critic_loss, actor_loss, neg_entropy = members.vmap(discrete_losses)(obs, act, y, alpha)
+        critic_loss, actor_loss, neg_entropy = _apply(nets, discrete_losses, obs, act, y, alpha)
         (critic_loss.sum() + actor_loss.sum()).backward()  # disjoint weights: each loss reaches its own
-        gap = neg_entropy.mean(1)
+        gap = neg_entropy.mean(-1)
     else:
-        critic_loss = members.vmap(lambda net, o, a, t: q_regression_loss(net.critic(o, a), t))(obs, act, y)
+        critic_loss = _apply(nets, lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
         critic_loss.sum().backward()
     opts["critic"].step(active)
     if not nets0.discrete:  # the actor through the stepped critic, whose weights take no gradient
-        actor_loss, logp = batch.members(detach=("critic.",)).vmap(soft_actor)(obs, alpha, n1)
+        actor_loss, logp = _apply(members(detach=("critic.",)), soft_actor, obs, alpha, n1)
         actor_loss.sum().backward()
-        gap = logp.detach().mean(1)
+        gap = logp.detach().mean(-1)
     opts["actor"].step(active)
     metrics = {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "train/alpha": alpha}
     if nets0.discrete:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 def deterministic_actor_loss(q_B: Tensor) -> Tensor:
     """DDPG / TD3: L_mu = -E[Q(s, mu(s))], ``q_B`` computed from the actor's own actions."""
-    return -q_B.mean()
+    return -q_B.mean(-1)
 
 
 def soft_actor_loss(alpha: Tensor | float, logp: Tensor, q: Tensor, probs: Tensor | None = None) -> Tensor:
@@ -24,8 +24,8 @@ def soft_actor_loss(alpha: Tensor | float, logp: Tensor, q: Tensor, probs: Tenso
     policy is exact, sum_a pi(a|s) (alpha log pi(a|s) - Q(s, a)).
     """
     if probs is None:
-        return (alpha * logp - q).mean()
-    return (probs * (alpha * logp - q)).sum(-1).mean()
+        return (alpha * logp - q).mean(-1)
+    return (probs * (alpha * logp - q)).sum(-1).mean(-1)
 
 
 def soft_value(alpha: Tensor | float, logp: Tensor, q: Tensor, probs: Tensor | None = None) -> Tensor:

@@ -59,19 +59,41 @@ class QEnsemble(nn.Module):
         """Q-values of every member for the same batch: ``[E, B]`` for ``(s, a)``, or
         ``[E, B, |A|]`` for ``s`` alone (type II)."""
         x = self._input(obs, act)
-        h = x.unsqueeze(0).expand(self.E, *x.shape)
+        return self._out(self._layers(x.unsqueeze(0).expand(self.E, *x.shape), list(self.weights),
+                                      list(self.biases)))
+
+    def stacked(self, params: dict[str, Tensor], prefix: str, obs: Tensor, act: Tensor | None = None,
+                e: int | None = None) -> Tensor:
+        """M stacked copies of this ensemble at once (``params[f"{prefix}.weights.{i}"]`` is
+        ``[M, E, in, out]``; vector ``obs [M, B, ...]``): ``[M, E, B]`` (or ``[M, E, B, |A|]``);
+        with ``e``, critic ``e`` alone: ``[M, B]`` (or ``[M, B, |A|]``)."""
+        if self.encoder is not None:
+            raise TypeError("QEnsemble.stacked: image encoders are not stacked (use Members.vmap)")
+        x = obs.reshape(*obs.shape[:2], -1)
+        if act is not None:
+            x = torch.cat([x, act.to(x.dtype)], -1)
         n = len(self.weights)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        pick = (lambda t: t) if e is None else (lambda t: t[:, e:e + 1])  # noqa: E731
+        h = x.unsqueeze(1).expand(x.shape[0], self.E if e is None else 1, *x.shape[1:])
+        out = self._out(self._layers(h, [pick(params[f"{prefix}.weights.{i}"]) for i in range(n)],
+                                     [pick(params[f"{prefix}.biases.{i}"]) for i in range(n)]))
+        return out if e is None else out.squeeze(1)
+
+    def _layers(self, h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+        n = len(weights)
+        for i, (w, b) in enumerate(zip(weights, biases)):
             if i == n - 1 and self.n_outputs == 1:
                 # One output column: a batched matrix-vector product. MKL's batched GEMM takes
                 # 5-15x longer for it (forward and both backward products) than this
                 # multiply-and-sum, whose backward is two broadcast multiplies.
-                h = torch.sum(h * w.transpose(1, 2), -1, keepdim=True) + b
-            else:
+                h = torch.sum(h * w.transpose(-1, -2), -1, keepdim=True) + b
+            elif h.dim() == 3:
                 h = torch.baddbmm(b, h, w)
+            else:  # members stacked in front: [M, E, B, in] @ [M, E, in, out]
+                h = torch.matmul(h, w) + b
             if i < n - 1:
                 h = self.act(h)
-        return self._out(h)
+        return h
 
     def member(self, e: int, obs: Tensor, act: Tensor | None = None) -> Tensor:
         """Q of member ``e`` alone, ``[B]`` or ``[B, |A|]`` (e.g. TD3's actor loss uses Q1)."""

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from critic.modules.actions import GaussianNoise, OUNoise
 from critic.modules.critics import QEnsemble
+from critic.modules.members import stackable, stacked_sequential
 from critic.modules.target import freeze
 from critic.nn import encoder_for, flat_dim, init_uniform, is_image_space, mlp
 
@@ -43,6 +44,38 @@ class DeterministicNets(nn.Module):
         net = self.actor_target if target else self.actor
         x = obs if self._image else obs.reshape(obs.shape[0], -1)
         return torch.tanh(net(x).float())  # float32 under autocast
+
+
+class StackedDeterministic:
+    """M members' :class:`DeterministicNets` at once, from their weights stacked ``[M, ...]``
+    (``SeedBatch.members().params``), with the interface TD3's and DDPG's losses call
+    (``mu``, ``critic``, ``critic_target``, each critic's ``member``) on inputs ``[M, B, ...]``."""
+
+    def __init__(self, nets: DeterministicNets, params: dict[str, Tensor]):
+        self.nets, self.params = nets, params
+        self.critic = _StackedQ(nets.critic, params, "critic")
+        self.critic_target = _StackedQ(nets.critic_target, params, "critic_target")
+
+    def mu(self, obs: Tensor, target: bool = False) -> Tensor:
+        name = "actor_target" if target else "actor"
+        x = obs.reshape(*obs.shape[:2], -1)
+        return torch.tanh(stacked_sequential(getattr(self.nets, name), self.params, name, x).float())
+
+
+class _StackedQ:
+    def __init__(self, q: nn.Module, params: dict[str, Tensor], prefix: str):
+        self.q, self.params, self.prefix = q, params, prefix
+
+    def __call__(self, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        return self.q.stacked(self.params, self.prefix, obs, act)
+
+    def member(self, e: int, obs: Tensor, act: Tensor | None = None) -> Tensor:
+        return self.q.stacked(self.params, self.prefix, obs, act, e=e)
+
+
+def stackable_deterministic(nets: DeterministicNets) -> bool:
+    """Whether :class:`StackedDeterministic` runs these networks (vector observations)."""
+    return not nets._image and stackable(nets.actor)
 
 
 class DeterministicExploration:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -71,3 +72,28 @@ class Members:
         net.load_state_dict({**{n: p[k].detach() for n, p in self.params.items()},
                              **{n: b[k] for n, b in self.buffers.items()}})
         return net
+
+
+def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """M members' ``nn.Linear`` at once: ``x [M, B, in]``, ``weight [M, out, in]``, ``bias [M, out]``."""
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+def stacked_sequential(seq: nn.Sequential, params: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
+    """An ``nn.Sequential`` of Linear layers and elementwise activations (``critic.nn.mlp``) for
+    M members at once, with the members' weights ``params[f"{prefix}.{i}.weight"]`` stacked
+    ``[M, ...]`` and ``x [M, B, in]``: one batched product per layer where vmap would trace each."""
+    for i, layer in enumerate(seq):
+        if isinstance(layer, nn.Linear):
+            x = stacked_linear(x, params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"])
+        elif not list(layer.parameters()) and not list(layer.buffers()):
+            x = layer(x)  # an activation: elementwise, any shape
+        else:
+            raise TypeError(f"stacked_sequential: {type(layer).__name__} layers are not stacked (use Members.vmap)")
+    return x
+
+
+def stackable(seq: nn.Module) -> bool:
+    """Whether :func:`stacked_sequential` runs ``seq``."""
+    return isinstance(seq, nn.Sequential) and all(
+        isinstance(m, nn.Linear) or (not list(m.parameters()) and not list(m.buffers())) for m in seq)

@@ -183,7 +183,7 @@ def test_soft_actor_loss_discrete_exact_expectation():
     ref = (pn * (0.3 * lpn - q.numpy())).sum(-1).mean()
     assert loss.item() == pytest.approx(float(ref), abs=1e-6)
     # negative control: the single-sample form on the same [B, A] tensors is a different number
-    assert soft_actor_loss(0.3, d.logits, q).item() != pytest.approx(loss.item(), abs=1e-3)
+    assert soft_actor_loss(0.3, d.logits, q).mean().item() != pytest.approx(loss.item(), abs=1e-3)
 
 
 def test_soft_value_both_forms():
