@@ -218,7 +218,7 @@ class Config:
                                       "(allowed: an integer of at most 64 bits)")
         check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         check(self.num_envs >= 1, "num_envs", self.num_envs, "an integer >= 1")
-        check_choice("vectorization", self.vectorization, ("sync", "async"))
+        check_choice("vectorization", self.vectorization, ("sync", "async", "native"))
         check(_DEVICE.fullmatch(self.device) is not None, "device", self.device,
               "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
         check(self.torch_threads >= 0, "torch_threads", self.torch_threads, "an integer >= 0 (0 = auto)")

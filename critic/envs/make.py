@@ -163,7 +163,14 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
         elif not callable(spec):
             raise EnvError(_not_env_message(spec))
         fns = [(lambda: make_env(spec, allow_import=allow_import)) for _ in range(num_envs)]
-    if vectorization == "async":
+    native = None
+    if vectorization == "native" and isinstance(spec, str):
+        from critic.envs.vector import native_vector_env
+        native = native_vector_env(spec, num_envs)
+    if native is not None:
+        venv = native
+        venv.reset(seed=seed)  # seeds the one generator of every sub-env
+    elif vectorization == "async":
         venv = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         from critic.envs.vector import LeanSyncVectorEnv

@@ -86,3 +86,45 @@ class LeanSyncVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+
+def native_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv | None:
+    """Gymnasium's own vectorised implementation of ``env_id`` (its ``vector_entry_point``), in
+    a same-step-autoreset form, where critic has one: CartPole (all sub-envs stepped as NumPy
+    arrays, about 3x faster than stepping 16 Python CartPoles). None for every other env."""
+    spec = gym.spec(env_id)
+    if spec.vector_entry_point != "gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv" or spec.kwargs:
+        return None
+    return SameStepCartPole(num_envs, max_episode_steps=spec.max_episode_steps)
+
+
+def _cartpole_vector_env():
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+    return CartPoleVectorEnv
+
+
+class SameStepCartPole(_cartpole_vector_env()):
+    """Gymnasium's ``CartPoleVectorEnv`` with same-step autoreset: a sub-env that ends is reset
+    inside the same ``step`` (its initial state drawn from the vector env's own generator, as
+    Gymnasium's next-step reset draws it), its true final observation in ``info["final_obs"]``
+    (what ``envs/step.py`` reads). The physics are Gymnasium's, untouched."""
+
+    def __init__(self, num_envs: int, max_episode_steps: int | None = 500):
+        super().__init__(num_envs=num_envs, max_episode_steps=max_episode_steps or 500)
+        self.metadata = {**self.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            seed = int(list(seed)[0])  # one generator for all sub-envs: seeded by sub-env 0's seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, _ = super().step(np.asarray(actions))
+        done = terminated | truncated
+        if not done.any():
+            return obs, reward, terminated, truncated, {}
+        self.state[:, done] = self.np_random.uniform(low=self.low, high=self.high, size=(4, int(done.sum())))
+        self.steps[done] = 0
+        self.prev_done[:] = False  # reset already: nothing left for the next step to reset
+        info = {"final_obs": obs, "_final_obs": done}
+        return self.state.T.astype(np.float32), reward, terminated, truncated, info
