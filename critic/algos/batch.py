@@ -213,6 +213,8 @@ class SeedBatch:
                         p.data = st.data[k, off:off + p.numel()].view(p.shape)
                         off += p.numel()
         self.layout = layout0
+        self._views: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}
+        self._constants: dict[str, Any] = {}
         for name, opt in agents[0].optims.items():
             pg = opt.param_groups[0]
             lrs = torch.tensor([a.optims[name].param_groups[0]["lr"] for a in agents], dtype=torch.float64)
@@ -255,16 +257,27 @@ class SeedBatch:
     # ------------------------------------------------------------------ the batched update
     def members(self, detach: tuple[str, ...] = ()) -> Members:
         """Every member's network as stacked views ``[M, *shape]`` of the batch's weights, for
-        ``Members.vmap``; parameters whose names start with one of ``detach`` are detached (a
-        critic an actor loss must not move)."""
-        params = {}
-        for st, layout in zip(self.stacked, self.layout):
-            off = 0
-            for name, shape, n in layout:
-                v = st[:, off:off + n].view(self.M, *shape)
-                params[name] = v.detach() if name.startswith(detach) and detach else v
-                off += n
-        return Members.from_params(self.agents[0].nets, params)
+        ``Members.vmap`` or a stacked forward; parameters whose names start with one of
+        ``detach`` are detached (a critic an actor loss must not move). The views are made once:
+        they follow the weights' in-place updates, and autograd reaches the stacked leaves
+        through them in every update."""
+        if detach not in self._views:
+            params = {}
+            with torch.enable_grad():  # views made under no_grad would not carry gradients later
+                for st, layout in zip(self.stacked, self.layout):
+                    off = 0
+                    for name, shape, n in layout:
+                        v = st[:, off:off + n].view(self.M, *shape)
+                        params[name] = v.detach() if detach and name.startswith(detach) else v
+                        off += n
+            self._views[detach] = params
+        return Members.from_params(self.agents[0].nets, self._views[detach])
+
+    def constant(self, name: str, make: Any) -> Any:
+        """A per-batch constant (e.g. the members' ``tau`` as a tensor), made once by ``make()``."""
+        if name not in self._constants:
+            self._constants[name] = make()
+        return self._constants[name]
 
     def group(self, prefix: str) -> torch.Tensor:
         """The stacked ``[M, n]`` weights of the flat buffer whose parameter names start with

@@ -109,8 +109,8 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
     noise = None
     if smoothing:
         B, d = act.shape[1], act.shape[-1]
-        sigma = torch.tensor([a.cfg.target_noise for a in agents]).view(M, 1, 1)
-        clip = torch.tensor([a.cfg.target_noise_clip for a in agents]).view(M, 1, 1)
+        sigma = batch.constant("td3/sigma", lambda: torch.tensor([a.cfg.target_noise for a in agents]).view(M, 1, 1))
+        clip = batch.constant("td3/clip", lambda: torch.tensor([a.cfg.target_noise_clip for a in agents]).view(M, 1, 1))
         draws = torch.stack([torch.randn(B, d, generator=g) for g in batch.generators]).to(act.device)
         noise = torch.maximum(torch.minimum(draws * sigma, clip), -clip)
 
@@ -135,7 +135,7 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
         actor_loss.sum().backward()
         batch.opts["actor"].step(due)
         with torch.no_grad():
-            tau = torch.tensor([a.cfg.tau for a in agents]).view(M, 1)
+            tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents]).view(M, 1))
             for src, tgt in ((batch.group("critic."), batch.group("critic_target.")),
                              (batch.group("actor."), batch.group("actor_target."))):
                 tgt.copy_(torch.where(due.view(M, 1), tgt.lerp(src, tau.to(tgt.dtype)), tgt))

@@ -219,8 +219,9 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     nets0 = agents[0].nets
     obs, act, rew, next_obs, disc = (data[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
     log_alpha = batch.group("log_alpha")  # [M, 1]
-    auto = torch.tensor([a.cfg.ent_coef is None for a in agents])
-    alpha = torch.where(auto, log_alpha.detach().view(M).exp(), torch.tensor([a.cfg.ent_coef or 0.0 for a in agents]))
+    auto = batch.constant("sac/auto", lambda: torch.tensor([a.cfg.ent_coef is None for a in agents]))
+    fixed = batch.constant("sac/fixed", lambda: torch.tensor([a.cfg.ent_coef or 0.0 for a in agents]))
+    alpha = torch.where(auto, log_alpha.detach().view(M).exp(), fixed)
     opts = batch.opts
     stacked = nets0.stackable()  # one batched product per layer; image encoders: the same functions vmapped
 
@@ -255,14 +256,15 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     if nets0.discrete:
         metrics["train/entropy"] = -gap
     if bool(auto.any()):
-        target_entropy = torch.tensor([a.target_entropy for a in agents], dtype=gap.dtype)
+        target_entropy = batch.constant("sac/target_entropy",
+                                        lambda: torch.tensor([a.target_entropy for a in agents], dtype=gap.dtype))
         loss, grad = temperature_loss(log_alpha.view(M), gap + target_entropy)
         log_alpha.grad = grad.view(M, 1)
         opts["alpha"].step(active & auto)
         metrics["loss/alpha"] = torch.where(auto, loss, torch.zeros_like(loss))
     with torch.no_grad():
         src, tgt = batch.group("critic."), batch.group("critic_target.")
-        tau = torch.tensor([a.cfg.tau for a in agents], dtype=tgt.dtype).view(M, 1)
+        tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents], dtype=tgt.dtype).view(M, 1))
         tgt.copy_(torch.where(active.view(M, 1), tgt.lerp(src, tau), tgt))
     return metrics
 
