@@ -24,7 +24,7 @@ from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_col
 from critic.config import ConfigError, OnPolicyConfig, check, check_sampling_workers
 from critic.optim import backward_step
 from critic.losses import entropy_loss, policy_loss, value_loss
-from critic.modules.policies import ActorCriticNet
+from critic.modules.policies import ActorCriticNet, StackedActorCritic
 from critic.returns import discounted_returns, gae, standardize
 
 
@@ -85,8 +85,8 @@ def advantages(batch: dict[str, torch.Tensor], cfg: ActorCriticConfig) -> tuple[
 def network_loss(nets: ActorCriticNet, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor,
                  ret: torch.Tensor, cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The actor-critic loss given the advantages (pure: one network's, or vmapped over members)."""
-    if cfg.normalize_advantage and adv.numel() > 1:
-        adv = standardize(adv)
+    if cfg.normalize_advantage and adv.shape[-1] > 1:  # [B], or [M, B] for stacked members
+        adv = standardize(adv, dim=-1 if adv.dim() > 1 else None)
     params, values = nets(obs)
     dist = nets.dist(params)
     pi_loss, metrics = policy_loss("vanilla", dist, actions, adv)
@@ -147,8 +147,12 @@ class A2C(Batched, Agent):
         else:  # one GAE over the members' columns side by side
             adv, ret = advantages({key: data[key].transpose(0, 1).reshape(T, M * N) for key in keys}, cfg)
             adv, ret = (x.reshape(T, M, N).transpose(0, 1).reshape(M, T * N) for x in (adv, ret))
-        total, metrics = batch.members().vmap(lambda net, o, a, ad, r: network_loss(net, o, a, ad, r, cfg))(
-            data["obs"].flatten(1, 2), data["actions"].flatten(1, 2), adv, ret)
+        members = batch.members()
+        args = (data["obs"].flatten(1, 2), data["actions"].flatten(1, 2), adv, ret)
+        if StackedActorCritic.stackable(members.base):  # one batched product per layer
+            total, metrics = network_loss(StackedActorCritic(members.base, members.params), *args, cfg)
+        else:  # image encoders: the same loss vmapped over the members
+            total, metrics = members.vmap(lambda net, o, a, ad, r: network_loss(net, o, a, ad, r, cfg))(*args)
         opt.zero_grad()
         total.sum().backward()
         if cfg.max_grad_norm is not None:

@@ -32,7 +32,7 @@ from critic.distributions import kl_divergence, make_dist
 from critic.optim import MemberAdam, backward_step
 from critic.losses import entropy_loss, ppo_clip_loss, value_loss
 from critic.modules.members import Members
-from critic.modules.policies import ActorCriticNet
+from critic.modules.policies import ActorCriticNet, StackedActorCritic
 from critic.returns import gae, standardize
 
 
@@ -100,8 +100,8 @@ def minibatch_loss(nets: ActorCriticNet, mb: dict[str, torch.Tensor], cfg: PPOCo
     """PPO's loss on one minibatch (pure: no optimizer step), and its metrics. ``vf_coef`` /
     ``ent_coef``: this network's own coefficients (a member of a sweep), default the config's."""
     adv = mb["adv"]
-    if normalize and adv.numel() > 1:
-        adv = standardize(adv)
+    if normalize and adv.shape[-1] > 1:  # [B], or [M, B] for stacked members: each row its own
+        adv = standardize(adv, dim=-1 if adv.dim() > 1 else None)
     params, values = nets(mb["obs"])
     dist = nets.dist(params)
     logp = dist.log_prob(mb["actions"])
@@ -218,9 +218,16 @@ def update_members(members: Members, opt: MemberAdam, batch: dict[str, torch.Ten
     norm = cfg.normalize_advantage and not whole
     coefs = dict(coefs or {})
     per = {k: coefs.pop(k) for k in ("clip_eps", "vf_coef", "ent_coef") if k in coefs}  # vmapped with the weights
-    loss_fns = {w: members.vmap(lambda net, mb, per, w=w: minibatch_loss(
-        net, mb, cfg, norm, w, per.get("clip_eps", clip_eps), vf_coef=per.get("vf_coef"), ent_coef=per.get("ent_coef")))
-        for w in (False, True)}
+    if StackedActorCritic.stackable(members.base):  # one batched product per layer
+        net = StackedActorCritic(members.base, members.params)
+        per = {k: v.view(M, 1) if k == "clip_eps" else v for k, v in per.items()}  # clip_eps against [M, B]
+        loss_fns = {w: (lambda mb, per, w=w: minibatch_loss(
+            net, mb, cfg, norm, w, per.get("clip_eps", clip_eps), vf_coef=per.get("vf_coef"),
+            ent_coef=per.get("ent_coef"))) for w in (False, True)}
+    else:  # image encoders: the same loss vmapped over the members
+        loss_fns = {w: members.vmap(lambda net, mb, per, w=w: minibatch_loss(
+            net, mb, cfg, norm, w, per.get("clip_eps", clip_eps), vf_coef=per.get("vf_coef"),
+            ent_coef=per.get("ent_coef"))) for w in (False, True)}
     max_norm = coefs.get("max_grad_norm", cfg.max_grad_norm)
     target_kl = coefs.get("target_kl", cfg.target_kl)
     rows = torch.arange(M)[:, None]

@@ -18,9 +18,15 @@ Metrics = dict[str, Tensor]
 UPDATE_STRATEGIES = ("vanilla", "ppo", "cross_entropy")
 
 
+def batch_mean(x: Tensor) -> Tensor:
+    """The mean over the batch axis: of all of ``x [B]``, or per member of ``x [M, B]`` (members
+    of a batched run stacked in front; ``M`` losses, each its member's own)."""
+    return x.mean() if x.dim() <= 1 else x.mean(-1)
+
+
 def pg_loss(logp_B: Tensor, adv_B: Tensor) -> tuple[Tensor, Metrics]:
     """Vanilla policy gradient surrogate -E[A log pi(a|s)] (advantages are constants)."""
-    return -(adv_B.detach() * logp_B).mean(), {}
+    return -batch_mean(adv_B.detach() * logp_B), {}
 
 
 def ppo_clip_loss(logp_B: Tensor, old_logp_B: Tensor, adv_B: Tensor, clip_eps: float,
@@ -31,13 +37,13 @@ def ppo_clip_loss(logp_B: Tensor, old_logp_B: Tensor, adv_B: Tensor, clip_eps: f
     log_ratio = logp_B - old_logp_B.detach()
     ratio = log_ratio.exp()
     adv = adv_B.detach()
-    loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+    loss = -batch_mean(torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv))
     if not with_metrics:
         return loss, {}
     with torch.no_grad():
         metrics = {
-            "train/approx_kl": ((ratio - 1.0) - log_ratio).mean(),  # k3 estimator, always >= 0
-            "train/clip_fraction": ((ratio - 1.0).abs() > clip_eps).float().mean(),
+            "train/approx_kl": batch_mean((ratio - 1.0) - log_ratio),  # k3 estimator, always >= 0
+            "train/clip_fraction": batch_mean(((ratio - 1.0).abs() > clip_eps).float()),
         }
     return loss, metrics
 
@@ -78,7 +84,7 @@ def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor
     """
     target = target_B.detach()
 
-    if clip is None or old_v_B is None:  # the common case in as few operations as possible
+    if (clip is None or old_v_B is None) and v_B.dim() <= 1:  # the common case in as few operations as possible
         if kind == "huber":
             return F.huber_loss(v_B, target, delta=1.0), {}
         return F.mse_loss(v_B, target), {}
@@ -88,12 +94,14 @@ def value_loss(v_B: Tensor, target_B: Tensor, kind: str = "mse", old_v_B: Tensor
             return F.huber_loss(v, target, reduction="none", delta=1.0)
         return (v - target).square()
 
+    if clip is None or old_v_B is None:  # members stacked [M, B]: one loss per member
+        return batch_mean(err(v_B)), {}
     old = old_v_B.detach()
     v_clipped = old + (v_B - old).clamp(-clip, clip)
-    return torch.max(err(v_B), err(v_clipped)).mean(), {}
+    return batch_mean(torch.max(err(v_B), err(v_clipped))), {}
 
 
 def entropy_loss(entropy_B: Tensor) -> tuple[Tensor, Metrics]:
     """-E[H(pi)]: adding ``ent_coef * entropy_loss`` rewards exploration."""
-    ent = entropy_B.mean()
+    ent = batch_mean(entropy_B)
     return -ent, {"train/entropy": ent.detach()}

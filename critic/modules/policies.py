@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critic.distributions import make_dist, param_dim
+from critic.modules.members import stackable, stacked_linear, stacked_sequential
 from critic.nn import ACTIVATION_FNS, encoder_for, init_layer, is_image_space, mlp
 
 
@@ -100,3 +101,35 @@ class ActorCriticNet(nn.Module):
         own = ([*self.pi_head.parameters()] + ([self.log_std] if self.log_std is not None else [])
                if side == "actor" else [*self.vf_head.parameters()])
         return [p.grad if grads else p for p in [*common, *own]]
+
+
+class StackedActorCritic:
+    """M members' :class:`ActorCriticNet` at once, from their weights stacked ``[M, ...]``
+    (``SeedBatch.members().params``): ``(params [M, B, P], values [M, B])`` for observations
+    ``[M, B, ...]``, one batched product per layer, and ``dist`` as the network's (the log-std
+    is each member's). Vector observations only (:meth:`stackable`)."""
+
+    def __init__(self, net: ActorCriticNet, params: dict[str, Tensor]):
+        self.net, self.params, self.act_space = net, params, net.act_space
+
+    @staticmethod
+    def stackable(net: nn.Module) -> bool:
+        if not isinstance(net, ActorCriticNet) or not net._vector:
+            return False
+        bodies = [net.body] if net.shared else [net.pi_body, net.vf_body]
+        return all(stackable(b) for b in bodies)
+
+    def __call__(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        p, net = self.params, self.net
+        x = obs.reshape(*obs.shape[:2], -1)
+        if net.shared:
+            h_pi = h_vf = stacked_sequential(net.body, p, "body", x)
+        else:
+            h_pi, h_vf = (stacked_sequential(net.pi_body, p, "pi_body", x),
+                          stacked_sequential(net.vf_body, p, "vf_body", x))
+        return (stacked_linear(h_pi, p["pi_head.weight"], p["pi_head.bias"]),
+                stacked_linear(h_vf, p["vf_head.weight"], p["vf_head.bias"]).squeeze(-1))
+
+    def dist(self, params: Tensor):
+        log_std = self.params.get("log_std")
+        return make_dist(self.act_space, params, log_std.unsqueeze(-2) if log_std is not None else None)

@@ -165,3 +165,42 @@ def test_per_member_coefficients_equal_solo_updates_with_them():
                    [torch.Generator().manual_seed(500 + k) for k in range(2)],
                    coefs={k: v.flip(0) for k, v in coefs.items()})
     assert not torch.allclose(members2.member(1).state_dict()["pi_head.weight"], nets[1].state_dict()["pi_head.weight"])
+
+
+def test_image_members_take_the_vmapped_path_and_equal_solo_updates():
+    """A Nature-CNN encoder is not stacked: the same PPO loss vmapped over the members."""
+    from critic.algos.ppo import update, update_members
+    from critic.envs.fake import TinyImageEnv
+    from critic.modules.policies import StackedActorCritic
+
+    env = TinyImageEnv(continuous=False, hwc=False)
+    space, act_space = env.observation_space, env.action_space
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return ActorCriticNet(space, act_space, (16,), "tanh")
+
+    assert not StackedActorCritic.stackable(net(0))
+    cfg = PPOConfig(learning_rate=1e-3, n_steps=4, num_envs=2, batch_size=8, n_epochs=2)
+    nets, members = [net(s) for s in (0, 1)], Members([net(s) for s in (0, 1)])
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for n in nets:
+        obs = torch.randint(0, 255, (4, 2, *space.shape), generator=g, dtype=torch.uint8)
+        with torch.no_grad():
+            params, v = n(obs.reshape(8, *space.shape))
+            d = n.dist(params)
+            a = d.sample()
+        batches.append({"obs": obs, "actions": a.reshape(4, 2), "logp": d.log_prob(a).reshape(4, 2),
+                        "values": v.reshape(4, 2), "rewards": torch.randn(4, 2, generator=g),
+                        "next_values": torch.randn(4, 2, generator=g), "terminated": torch.zeros(4, 2, dtype=torch.bool),
+                        "truncated": torch.zeros(4, 2, dtype=torch.bool)})
+    for n, b in zip(nets, batches):
+        update(n, make_optimizer(n, cfg), b, cfg)
+    opt = MemberAdam(members.parameters(), 1e-3, 2, betas=tuple(cfg.adam_betas), eps=cfg.optim_eps)
+    update_members(members, opt, {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, cfg,
+                   [torch.Generator().manual_seed(k) for k in range(2)])
+    for k, n in enumerate(nets):
+        mine = members.member(k).state_dict()
+        for name, p in n.state_dict().items():
+            torch.testing.assert_close(mine[name], p, rtol=1e-4, atol=1e-4, msg=f"member {k} {name}")
