@@ -7,7 +7,8 @@ for M = 1, 2, 4, 8, 16, 32 members, timed side by side in one process:
 * ``solo``: M separate networks, each updated by ``ppo.update`` (flat parameters, fused Adam),
   one after another, as M runs in one process would;
 * ``batched``: one ``Members`` of M stacked networks updated by ``ppo.update_members``
-  (``torch.func.vmap`` over the per-member loss, ``MemberAdam``).
+  (the loss on member-stacked weights, one batched product per layer, ``MemberAdam``);
+  the acting column still vmaps ``act`` over the members.
 
 ``--part train``: whole training, ``ppo_cartpole``'s preset for ``--steps`` env steps per seed
 (no evaluations): one seed alone, then ``critic.PPO(env, seeds=[0..M-1])``; the issue's target

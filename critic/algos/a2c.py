@@ -14,6 +14,7 @@ Loss: L = -E[A log pi(a|s)] + vf_coef * value_loss(V, G) - ent_coef * H(pi).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -83,18 +84,20 @@ def advantages(batch: dict[str, torch.Tensor], cfg: ActorCriticConfig) -> tuple[
 
 
 def network_loss(nets: ActorCriticNet, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor,
-                 ret: torch.Tensor, cfg: ActorCriticConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The actor-critic loss given the advantages (pure: one network's, or vmapped over members)."""
+                 ret: torch.Tensor, cfg: ActorCriticConfig, vf_coef: torch.Tensor | None = None,
+                 ent_coef: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The actor-critic loss given the advantages (pure: one network's, or members stacked in
+    front); ``vf_coef`` / ``ent_coef``: each member's own ``[M]`` (a sweep), default the config's."""
     if cfg.normalize_advantage and adv.shape[-1] > 1:  # [B], or [M, B] for stacked members
         adv = standardize(adv, dim=-1 if adv.dim() > 1 else None)
     params, values = nets(obs)
     dist = nets.dist(params)
     pi_loss, metrics = policy_loss("vanilla", dist, actions, adv)
     vf_loss, _ = value_loss(values, ret, "huber" if cfg.episodic else cfg.value_loss)
-    total = pi_loss + cfg.vf_coef * vf_loss
-    if cfg.ent_coef > 0:
+    total = pi_loss + (cfg.vf_coef if vf_coef is None else vf_coef) * vf_loss
+    if ent_coef is not None or cfg.ent_coef > 0:
         ent_loss, m = entropy_loss(dist.entropy())
-        total = total + cfg.ent_coef * ent_loss
+        total = total + (cfg.ent_coef if ent_coef is None else ent_coef) * ent_loss
         metrics.update(m)
     metrics.update({"loss/actor": pi_loss.detach(), "loss/critic": vf_loss.detach()})
     return total, metrics
@@ -121,7 +124,7 @@ class A2C(Batched, Agent):
 
     algo = "a2c"
     config_cls = A2CConfig
-    sweepable = ("learning_rate", "gamma", "gae_lambda")
+    sweepable = ("learning_rate", "gamma", "gae_lambda", "vf_coef", "ent_coef", "max_grad_norm")
 
     @classmethod
     def check_batchable(cls, cfg: A2CConfig) -> None:
@@ -149,14 +152,21 @@ class A2C(Batched, Agent):
             adv, ret = (x.reshape(T, M, N).transpose(0, 1).reshape(M, T * N) for x in (adv, ret))
         members = batch.members()
         args = (data["obs"].flatten(1, 2), data["actions"].flatten(1, 2), adv, ret)
+        coef = {k: batch.constant(f"a2c/{k}", lambda k=k: torch.tensor([getattr(a.cfg, k) for a in agents]))
+                for k in ("vf_coef", "ent_coef") if k in batch.swept}
         if StackedActorCritic.stackable(members.base):  # one batched product per layer
-            total, metrics = network_loss(StackedActorCritic(members.base, members.params), *args, cfg)
+            total, metrics = network_loss(StackedActorCritic(members.base, members.params), *args, cfg, **coef)
         else:  # image encoders: the same loss vmapped over the members
-            total, metrics = members.vmap(lambda net, o, a, ad, r: network_loss(net, o, a, ad, r, cfg))(*args)
+            total, metrics = members.vmap(lambda net, o, a, ad, r, c: network_loss(net, o, a, ad, r, cfg, **c))(
+                *args, coef)
         opt.zero_grad()
         total.sum().backward()
-        if cfg.max_grad_norm is not None:
-            opt.clip_(cfg.max_grad_norm)
+        max_norm = cfg.max_grad_norm
+        if "max_grad_norm" in batch.swept:  # none (no clipping) is infinity
+            max_norm = batch.constant("a2c/max_grad_norm", lambda: torch.tensor(
+                [math.inf if a.cfg.max_grad_norm is None else a.cfg.max_grad_norm for a in agents]))
+        if max_norm is not None:
+            opt.clip_(max_norm)
         opt.step(active)
         return {k: v.detach() for k, v in metrics.items()}
 

@@ -198,3 +198,36 @@ def test_image_members_take_the_vmapped_path_and_equal_solo_updates(algo):
     assert _max_gap(solo, batch) < 1e-4
     for a in [*solo, batch]:
         a.close()
+
+
+def test_a2c_swept_coefficients_reach_their_member_only():
+    from critic.algos import a2c
+
+    hp = dict(hidden_sizes=(16,), n_steps=5, num_envs=2)
+    sweep = {"ent_coef": [0.0, 0.05], "vf_coef": [0.5, 1.0], "max_grad_norm": [0.5, None]}
+    batch = critic.A2C("CartPole-v1", seeds=[0], sweep=sweep, **hp)
+    assert batch.M == 8 and batch.swept == ["ent_coef", "max_grad_norm", "vf_coef"]
+    picks = [(0.0, 0.5, 0.5), (0.05, 1.0, None)]
+    keep = [next(k for k, a in enumerate(batch.agents) if (a.cfg.ent_coef, a.cfg.vf_coef, a.cfg.max_grad_norm) == p)
+            for p in picks]
+    solo = [critic.A2C("CartPole-v1", seed=0, ent_coef=e, vf_coef=v, max_grad_norm=c, **hp) for e, v, c in picks]
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        rolls = []
+        for _k in range(batch.M):
+            term = torch.rand(5, 2, generator=g) < 0.2
+            rolls.append({"obs": torch.randn(5, 2, 4, generator=g), "actions": torch.randint(0, 2, (5, 2), generator=g),
+                          "rewards": torch.randn(5, 2, generator=g), "values": torch.randn(5, 2, generator=g),
+                          "next_values": torch.randn(5, 2, generator=g), "terminated": term,
+                          "truncated": torch.zeros(5, 2, dtype=torch.bool)})
+        for a, k in zip(solo, keep):
+            a2c.update(a.nets, a.optims["main"], rolls[k], a.cfg)
+        critic.A2C.batch_update(batch, {n: torch.stack([r[n] for r in rolls]) for n in rolls[0]},
+                                torch.ones(batch.M, dtype=torch.bool))
+    for a, k in zip(solo, keep):
+        for (n, p), (_, q) in zip(a.nets.named_parameters(), batch.agents[k].nets.named_parameters()):
+            torch.testing.assert_close(q, p, rtol=0, atol=1e-6, msg=n)
+    other = next(k for k in range(batch.M) if k not in keep)  # negative control: another member's values
+    assert not torch.allclose(batch.agents[other].nets.pi_head.weight, solo[0].nets.pi_head.weight, atol=1e-6)
+    for a in [*solo, batch]:
+        a.close()
