@@ -159,10 +159,12 @@ class Agent:
         return {**out, **self.eval_env.state()}
 
     # ------------------------------------------------------------------ public training API
-    def collect(self) -> None:
+    def collect(self, actions: Any = None) -> None:
         """One collection into the agent's storage (counted in ``env_steps``; finished episodes
-        recorded), without updating: ``learn`` does it each iteration, a batched run for each member."""
-        steps, returns = self.collector.collect(self.stream, self.env_steps)
+        recorded), without updating: ``learn`` does it each iteration, a batched run for each
+        member. ``actions``: this step's exploring actions computed elsewhere (a batch acting for
+        its members at once; replay collectors only)."""
+        steps, returns = self.collector.collect(self.stream, self.env_steps, *([] if actions is None else [actions]))
         self.env_steps += steps
         self._record_episodes(returns)
 

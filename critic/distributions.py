@@ -26,10 +26,12 @@ class Categorical:
     def probs(self) -> torch.Tensor:
         return self.logits.exp()
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise``: the Exp(1) draws, shaped like the logits (drawn here unless given)."""
         # Gumbel-max: argmax(log p - log E), E ~ Exp(1); three small ops, about 3x cheaper
         # than torch.multinomial on a handful of rows.
-        return (self.logits - torch.empty_like(self.logits).exponential_().log()).argmax(-1)
+        e = torch.empty_like(self.logits).exponential_() if noise is None else noise
+        return (self.logits - e.log()).argmax(-1)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         return self.logits.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
@@ -131,8 +133,8 @@ class TanhGaussian:
         u = self.base.rsample(noise)
         return torch.tanh(u), self.base.log_prob(u) - _log1m_tanh_sq(u).sum(-1)
 
-    def sample(self) -> torch.Tensor:
-        return torch.tanh(self.base.sample())
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.base.sample(noise))
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         eps = torch.finfo(a.dtype).eps

@@ -114,6 +114,13 @@ class Batched:
         """Raise a ConfigError for a configuration whose members this class cannot batch."""
 
     @classmethod
+    def batch_act(cls, batch: "SeedBatch") -> np.ndarray | None:
+        """Every member's exploring actions for its next step, ``[M, N, ...]``, from one stacked
+        forward (each member's noise from its own acting generator); None where the members act
+        alone (the default: each member's collector acts with its own network)."""
+        return None
+
+    @classmethod
     def batch_update(cls, batch: "SeedBatch", data: dict[str, torch.Tensor], active: torch.Tensor
                        ) -> dict[str, torch.Tensor]:
         """One update of every member where ``active`` [M]: ``data`` holds each member's batch
@@ -158,6 +165,9 @@ class SeedBatch:
             raise ConfigError(f"seeds=[...] batches {a0.algo} on the local backend only (backend={cfg.backend!r})")
         self._stack(agents)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        # acting noise of a batch that acts for its members at once (``batch_act``): its own streams
+        self.act_generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, 1]).generate_state(1)[0]))
+                               for s in self.seeds]
         self.rng = list(rng_states) if rng_states is not None else \
             [torch.Generator().manual_seed(s).get_state() for s in self.seeds]
         self.frozen = np.zeros(self.M, dtype=bool)
@@ -263,7 +273,9 @@ class SeedBatch:
         through them in every update."""
         if detach not in self._views:
             params = {}
-            with torch.enable_grad():  # views made under no_grad would not carry gradients later
+            # made in grad mode whatever the caller's mode: views made under no_grad or
+            # inference_mode (a batched act) would carry no gradient in later updates
+            with torch.inference_mode(False), torch.enable_grad():
                 for st, layout in zip(self.stacked, self.layout):
                     off = 0
                     for name, shape, n in layout:
@@ -332,6 +344,7 @@ class SeedBatch:
     def save_state(self, run_dir: str | os.PathLike, member_dirs: list[Path]) -> Path:
         """``run_dir/batch.safetensors``: what the batch keeps beyond its members' checkpoints."""
         tensors = {f"generator/{k}": g.get_state() for k, g in enumerate(self.generators)}
+        tensors.update({f"act_generator/{k}": g.get_state() for k, g in enumerate(self.act_generators)})
         meta = {"kind": "seed_batch", "algo": self.agents[0].algo,
                 "members": [str(Path(d).relative_to(run_dir)) for d in member_dirs],
                 "frozen": self.frozen.tolist()}
@@ -357,6 +370,9 @@ class SeedBatch:
         batch = cls(agents, rng)
         for k, g in enumerate(batch.generators):
             g.set_state(tensors[f"generator/{k}"])
+        for k, g in enumerate(batch.act_generators):
+            if f"act_generator/{k}" in tensors:
+                g.set_state(tensors[f"act_generator/{k}"])
         batch.frozen[:] = meta["frozen"]
         return batch
 
@@ -385,10 +401,11 @@ class SeedBatch:
             try:
                 while not all(s.done(interrupted.is_set()) for s in sessions):
                     live = [k for k in range(self.M) if not self.frozen[k] and not sessions[k].done()]
+                    actions = self.algo_cls.batch_act(self)
                     for k in list(live):
                         try:
                             with self._own_rng(k):
-                                self.agents[k].collect()
+                                self.agents[k].collect(None if actions is None else actions[k])
                         except Exception as e:
                             try:
                                 sessions[k].diverged_or(e)  # a NonFiniteError if its weights diverged

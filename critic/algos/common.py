@@ -142,3 +142,16 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
         if bool((due == active).all()):  # in lockstep every member's actor step is due together
             metrics["loss/actor"] = actor_loss.detach()
     return metrics
+
+
+def deterministic_batch_act(batch):
+    """TD3's and DDPG's ``batch_act``: past the warm-up, mu(s) of every member from one stacked
+    forward, then each member's own exploration noise (its NumPy generator, its OU state)."""
+    agents, nets0 = batch.agents, batch.agents[0].nets
+    if not stackable_deterministic(nets0) or any(a.env_steps < a.collector.learning_starts for a in agents):
+        return None
+    import numpy as np
+    obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
+    with torch.inference_mode():
+        mu = StackedDeterministic(nets0, batch.members().params).mu(obs)
+        return np.stack([a.exploration.perturb(mu[k]).cpu().numpy() for k, a in enumerate(agents)])

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import build_deterministic, deterministic_update_members
+from critic.algos.common import build_deterministic, deterministic_batch_act, deterministic_update_members
 from critic.config import DeterministicConfig
 from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
@@ -56,6 +56,10 @@ class DDPG(Batched, Agent):
     config_cls = DDPGConfig
     allowed_actions = (gym.spaces.Box,)
     sweepable = ("learning_rate", "actor_learning_rate", "critic_learning_rate", "gamma", "tau", "action_noise")
+
+    @classmethod
+    def batch_act(cls, batch):
+        return deterministic_batch_act(batch)
 
     @classmethod
     def batch_update(cls, batch, data, active):

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -282,6 +283,21 @@ class SAC(Batched, Agent):
     @classmethod
     def batch_update(cls, batch, data, active):
         return update_members(batch, data, active)
+
+    @classmethod
+    def batch_act(cls, batch):
+        """Past the warm-up, every member's exploring action from one stacked forward."""
+        agents, nets0 = batch.agents, batch.agents[0].nets
+        if not nets0.stackable() or any(a.env_steps < a.collector.learning_starts for a in agents):
+            return None
+        obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
+        with torch.inference_mode():
+            d = Stacked(nets0, batch.members().params).dist(obs)
+            like = d.logits if nets0.discrete else d.base.mean
+            draw = (lambda g: torch.empty(like.shape[1:]).exponential_(generator=g)) if nets0.discrete else \
+                (lambda g: torch.randn(like.shape[1:], generator=g))
+            noise = torch.stack([draw(g) for g in batch.act_generators]).to(like.device)
+            return d.sample(noise).cpu().numpy()
 
     def _build(self) -> None:
         cfg = self.cfg

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import build_deterministic, deterministic_update_members
+from critic.algos.common import build_deterministic, deterministic_batch_act, deterministic_update_members
 from critic.config import DeterministicConfig, check
 from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
@@ -81,6 +81,10 @@ class TD3(Batched, Agent):
     allowed_actions = (gym.spaces.Box,)
     sweepable = ("learning_rate", "actor_learning_rate", "critic_learning_rate", "gamma", "tau", "action_noise",
                  "target_noise", "target_noise_clip")
+
+    @classmethod
+    def batch_act(cls, batch):
+        return deterministic_batch_act(batch)
 
     @classmethod
     def batch_update(cls, batch, data, active):

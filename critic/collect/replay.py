@@ -51,8 +51,11 @@ class ReplayCollector(Collector):
         """An env action in the policy's own space (warm-up actions go to replay so)."""
         return self.scaler.unscale(a_env) if self.scaler is not None else a_env
 
-    def collect(self, stream: EnvStream | None, env_steps: int) -> tuple[int, list[float]]:
-        """One vector env step into replay (``env_steps``: the agent's count before it)."""
+    def collect(self, stream: EnvStream | None, env_steps: int, actions: np.ndarray | None = None
+                ) -> tuple[int, list[float]]:
+        """One vector env step into replay (``env_steps``: the agent's count before it).
+        ``actions``: the exploring policy's actions for this step, computed elsewhere (a batch
+        acting for all its members at once); used past the warm-up only."""
         assert stream is not None and stream.obs is not None
         if self._refill:
             self.first_update_after, self._refill = env_steps + self.learning_starts, False
@@ -61,8 +64,10 @@ class ReplayCollector(Collector):
             a_env = stream.sample_actions()
             a_pol = self.from_env(a_env)
         else:
-            with torch.inference_mode():
-                a_pol = self.explore(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+            if actions is None:
+                with torch.inference_mode():
+                    actions = self.explore(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+            a_pol = actions
             a_env = self.to_env(a_pol)
         step, reward = stream.step(a_env)
         self.replay.add(obs, a_pol, reward, stream.normalize(step.next_obs), step.terminated, step.truncated)

@@ -91,7 +91,10 @@ class DeterministicExploration:
                       else GaussianNoise(shape, action_noise, np_rng))
 
     def explore(self, obs: Tensor) -> Tensor:
-        a = self.nets.mu(obs)
+        return self.perturb(self.nets.mu(obs))
+
+    def perturb(self, a: Tensor) -> Tensor:
+        """mu(s) plus this step's exploration noise, clipped to [-1, 1]."""
         return (a + torch.from_numpy(self.noise()).to(a.device)).clamp(-1.0, 1.0)
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
