@@ -165,6 +165,11 @@ class Agent:
         member. ``actions``: this step's exploring actions computed elsewhere (a batch acting for
         its members at once; replay collectors only)."""
         steps, returns = self.collector.collect(self.stream, self.env_steps, *([] if actions is None else [actions]))
+        self.collected(steps, returns)
+
+    def collected(self, steps: int, returns: list[float]) -> None:
+        """Count a collection of ``steps`` env steps that finished episodes with ``returns``
+        (``collect`` does; a batch stepping its members' rollouts side by side, too)."""
         self.env_steps += steps
         self._record_episodes(returns)
 

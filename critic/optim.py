@@ -178,7 +178,8 @@ class _MemberOptimizer:
     def load_member_state(self, k: int, state: dict[str, torch.Tensor], i: int = 0) -> None:
         """The inverse of :meth:`member_state` (a member's own optimizer's state for parameter ``i``)."""
         for name, st in zip(self.state_names, self._states()):
-            st[i][k].copy_(state[name].reshape(st[i][k].shape))
+            flat = state[name].reshape(-1)  # a member's own parameter: its row's first entries
+            st[i][k].reshape(-1)[:flat.numel()].copy_(flat)
         self.steps[k] = float(state["step"])
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import torch
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
+from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_batch_policy, on_policy_collector
 from critic.config import ConfigError, OnPolicyConfig, check, check_sampling_workers
 from critic.optim import backward_step
 from critic.losses import entropy_loss, policy_loss, value_loss
@@ -132,6 +132,10 @@ class A2C(Batched, Agent):
             raise ConfigError("seeds=[...] batches n-step and per-step A2C; episodic A2C updates at each member's "
                               "episode end, and the members' episodes differ in length (episodic=False, or one "
                               "run per seed)")
+
+    @classmethod
+    def batch_policy(cls, batch):
+        return on_policy_batch_policy(batch)
 
     @classmethod
     def batch_update(cls, batch, data: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:

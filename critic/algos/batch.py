@@ -39,6 +39,9 @@ from critic.modules.members import Members
 from critic.optim import MemberAdam, MemberRMSprop, flat_view
 
 
+ROW_ALIGN = 16
+"""Floats per 64-byte line: each member's row of a stacked buffer is padded to a multiple."""
+
 BATCH_FILE = "batch.safetensors"
 """The batch's own state in its run directory (update generators, frozen members, the members'
 directory names); each member's state is in its own directory's checkpoint."""
@@ -112,6 +115,13 @@ class Batched:
     @classmethod
     def check_batchable(cls, cfg: Any) -> None:
         """Raise a ConfigError for a configuration whose members this class cannot batch."""
+
+    @classmethod
+    def batch_policy(cls, batch: "SeedBatch") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """On-policy: every member's (actions, log-probs, values) for the observation it acts on
+        next, ``[M, N, ...]``, from one stacked forward (each member's sampling noise from its
+        own acting generator); None where the members collect alone (the default)."""
+        return None
 
     @classmethod
     def batch_act(cls, batch: "SeedBatch") -> np.ndarray | None:
@@ -214,7 +224,13 @@ class SeedBatch:
             self.opt_group[name] = owners[pg["params"][0].untyped_storage().data_ptr()]
         self.stacked: list[torch.Tensor] = []
         for g, layout in enumerate(layout0):
-            st = torch.stack([f.detach() for f in flats[g]]).requires_grad_(per_agent[0][g][0][1].requires_grad)
+            # each member's row padded to whole 64-byte lines: every row is aligned alike, so a
+            # member's arithmetic (vectorised reductions, products) never depends on its position
+            n = flats[g][0].numel()
+            st = torch.zeros(self.M, -(-n // ROW_ALIGN) * ROW_ALIGN, dtype=flats[g][0].dtype,
+                             device=flats[g][0].device)
+            st[:, :n] = torch.stack([f.detach() for f in flats[g]])
+            st.requires_grad_(per_agent[0][g][0][1].requires_grad)
             self.stacked.append(st)
             with torch.no_grad():
                 for k, groups in enumerate(per_agent):
@@ -235,7 +251,7 @@ class SeedBatch:
         for k, a in enumerate(agents):  # each optimizer's own flat tensor views its member's row too
             for name, opt in a.optims.items():
                 f = opt.param_groups[0]["params"][0]
-                f.data = self.stacked[self.opt_group[name]].data[k].view(f.shape)
+                f.data = self.stacked[self.opt_group[name]].data[k, :f.numel()].view(f.shape)
         self._load_optimizer_states()
 
     @classmethod
@@ -292,8 +308,9 @@ class SeedBatch:
         return self._constants[name]
 
     def group(self, prefix: str) -> torch.Tensor:
-        """The stacked ``[M, n]`` weights of the flat buffer whose parameter names start with
-        ``prefix`` (e.g. ``critic_target.``, ``log_alpha``)."""
+        """The stacked ``[M, n + padding]`` weights of the flat buffer whose parameter names start
+        with ``prefix`` (e.g. ``critic_target.``, ``log_alpha``); the padding columns (each row
+        a whole number of 64-byte lines) stay zero under elementwise updates."""
         for st, layout in zip(self.stacked, self.layout):
             if all(name.startswith(prefix) for name, _, _ in layout):
                 return st
@@ -301,7 +318,8 @@ class SeedBatch:
 
     def weights(self) -> torch.Tensor:
         """Every member's weights as one row ``[M, P]`` (a copy, for comparisons)."""
-        return torch.cat([st.detach() for st in self.stacked], 1)
+        return torch.cat([st.detach()[:, :sum(n for _, _, n in layout)] for st, layout in zip(self.stacked, self.layout)],
+                         1)
 
     def _update(self, live: list[int]) -> list[dict[str, torch.Tensor]]:
         """The updates due after one collection: each live member's collector hands out its
@@ -330,7 +348,8 @@ class SeedBatch:
                 opt = a.optims[name]
                 p = opt.param_groups[0]["params"][0]
                 opt.param_groups[0]["lr"] = float(mopt.lr[k])
-                opt.state[p] = {n: t.view(p.shape) if t.dim() else t for n, t in mopt.member_state(k).items()}
+                opt.state[p] = {n: t[:p.numel()].view(p.shape) if t.dim() else t
+                                for n, t in mopt.member_state(k).items()}
 
     def _load_optimizer_states(self) -> None:
         for name, mopt in self.opts.items():
@@ -400,20 +419,8 @@ class SeedBatch:
         with sigint_flag() as interrupted:
             try:
                 while not all(s.done(interrupted.is_set()) for s in sessions):
-                    live = [k for k in range(self.M) if not self.frozen[k] and not sessions[k].done()]
-                    actions = self.algo_cls.batch_act(self)
-                    for k in list(live):
-                        try:
-                            with self._own_rng(k):
-                                self.agents[k].collect(None if actions is None else actions[k])
-                        except Exception as e:
-                            try:
-                                sessions[k].diverged_or(e)  # a NonFiniteError if its weights diverged
-                            except NonFiniteError as why:
-                                self._freeze(k, sessions[k], why)
-                                live.remove(k)
-                                continue
-                            raise
+                    live = self._collect([k for k in range(self.M) if not self.frozen[k] and not sessions[k].done()],
+                                         sessions)
                     if not live:
                         break
                     per_member = self._update(live)
@@ -444,6 +451,49 @@ class SeedBatch:
             raise KeyboardInterrupt(f"training interrupted at env step {max(a.env_steps for a in self.agents)}"
                                     + (f"; checkpoints written to {run_dir}" if run_dir else ""))
         return self
+
+    def _collect(self, live: list[int], sessions: list[TrainingSession]) -> list[int]:
+        """One collection of every live member; returns the members still live (one whose step
+        failed on non-finite weights is frozen). Rollouts step side by side with one stacked
+        forward acting for all members when the algorithm has a ``batch_policy``; replay steps
+        take the members' actions from ``batch_act``; otherwise each member acts alone."""
+        live = list(live)
+
+        def guarded(k: int, fn: Any) -> Any:
+            try:
+                return fn()
+            except Exception as e:
+                try:
+                    sessions[k].diverged_or(e)  # a NonFiniteError if its weights diverged
+                except NonFiniteError as why:
+                    self._freeze(k, sessions[k], why)
+                    live.remove(k)
+                    return None
+                raise
+
+        policy = self.algo_cls.batch_policy(self) if live else None
+        if policy is not None:  # rollouts side by side
+            for k in live:
+                self.agents[k].collector.begin()
+            pending = list(live)
+            while pending:
+                a, logp, v = policy
+                for k in list(pending):
+                    c, stream = self.agents[k].collector, self.agents[k].stream
+                    if guarded(k, lambda: c.step(stream, a[k], logp[k], v[k])) is not False:
+                        pending.remove(k)  # complete (or frozen)
+                if pending:
+                    policy = self.algo_cls.batch_policy(self)
+            for k in list(live):
+                out = guarded(k, lambda: self.agents[k].collector.end(self.agents[k].stream))
+                if out is not None:
+                    self.agents[k].collected(*out)
+            return live
+        actions = self.algo_cls.batch_act(self)
+        for k in list(live):
+            with self._own_rng(k):
+                guarded(k, lambda: self.agents[k].collect(None if actions is None else actions[k]))
+        return live
 
     def _sweep_groups(self, run_dirs: list[Path]) -> dict[str, tuple[dict[str, Any], list[Path]]]:
         groups: dict[str, tuple[dict[str, Any], list[Path]]] = {}

@@ -155,3 +155,29 @@ def deterministic_batch_act(batch):
     with torch.inference_mode():
         mu = StackedDeterministic(nets0, batch.members().params).mu(obs)
         return np.stack([a.exploration.perturb(mu[k]).cpu().numpy() for k, a in enumerate(agents)])
+
+
+def on_policy_batch_policy(batch):
+    """A2C's and PPO's ``batch_policy``: every member's actions, log-probabilities and values
+    from one stacked forward of the members' actor-critics (vector observations; Discrete or
+    Box actions), each member's sampling noise drawn from its own acting generator."""
+    import gymnasium as gym
+    import numpy as np
+
+    from critic.modules.policies import StackedActorCritic
+
+    agents, nets0 = batch.agents, batch.agents[0].nets
+    space = nets0.act_space
+    if not StackedActorCritic.stackable(nets0) or not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)) \
+            or any(getattr(a.collector, "episodic", True) for a in agents):
+        return None
+    obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
+    with torch.inference_mode():
+        net = StackedActorCritic(nets0, batch.members().params)
+        params, v = net(obs)
+        d = net.dist(params)
+        like = d.logits if isinstance(space, gym.spaces.Discrete) else d.mean
+        draw = (lambda g: torch.empty(like.shape[1:]).exponential_(generator=g)) \
+            if isinstance(space, gym.spaces.Discrete) else (lambda g: torch.randn(like.shape[1:], generator=g))
+        a = d.sample(torch.stack([draw(g) for g in batch.act_generators]).to(like.device))
+        return a.cpu().numpy(), d.log_prob(a).cpu().numpy(), v.cpu().numpy()

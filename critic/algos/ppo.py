@@ -26,7 +26,7 @@ import torch
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_collector
+from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_batch_policy, on_policy_collector
 from critic.config import ConfigError, OnPolicyConfig, check, check_choice, check_sampling_workers
 from critic.distributions import kl_divergence, make_dist
 from critic.optim import MemberAdam, backward_step
@@ -268,6 +268,10 @@ class PPO(Batched, Agent):
         if cfg.kl_penalty != "none" or cfg.clip_eps is None:
             raise ConfigError("seeds=[...] batches PPO's clipped surrogate so far (kl_penalty='none', clip_eps a "
                               f"number; got kl_penalty={cfg.kl_penalty!r}, clip_eps={cfg.clip_eps!r})")
+
+    @classmethod
+    def batch_policy(cls, batch):
+        return on_policy_batch_policy(batch)
 
     @classmethod
     def batch_update(cls, batch, data: dict[str, torch.Tensor], active: torch.Tensor) -> dict[str, torch.Tensor]:

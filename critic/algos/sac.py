@@ -219,10 +219,10 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     agents, M = batch.agents, batch.M
     nets0 = agents[0].nets
     obs, act, rew, next_obs, disc = (data[k] for k in ("obs", "actions", "rewards", "next_obs", "discount"))
-    log_alpha = batch.group("log_alpha")  # [M, 1]
+    log_alpha = batch.group("log_alpha")  # [M, 1 + padding]: column 0
     auto = batch.constant("sac/auto", lambda: torch.tensor([a.cfg.ent_coef is None for a in agents]))
     fixed = batch.constant("sac/fixed", lambda: torch.tensor([a.cfg.ent_coef or 0.0 for a in agents]))
-    alpha = torch.where(auto, log_alpha.detach().view(M).exp(), fixed)
+    alpha = torch.where(auto, log_alpha.detach()[:, 0].exp(), fixed)
     opts = batch.opts
     stacked = nets0.stackable()  # one batched product per layer; image encoders: the same functions vmapped
 
@@ -259,8 +259,9 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     if bool(auto.any()):
         target_entropy = batch.constant("sac/target_entropy",
                                         lambda: torch.tensor([a.target_entropy for a in agents], dtype=gap.dtype))
-        loss, grad = temperature_loss(log_alpha.view(M), gap + target_entropy)
-        log_alpha.grad = grad.view(M, 1)
+        loss, grad = temperature_loss(log_alpha.detach()[:, 0], gap + target_entropy)
+        log_alpha.grad = torch.zeros_like(log_alpha)
+        log_alpha.grad[:, 0] = grad
         opts["alpha"].step(active & auto)
         metrics["loss/alpha"] = torch.where(auto, loss, torch.zeros_like(loss))
     with torch.no_grad():

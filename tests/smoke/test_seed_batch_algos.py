@@ -1,6 +1,6 @@
-"""Batched runs of every batched algorithm beside PPO (A2C n-step and per-step, SAC on Box and
-Discrete actions, TD3, DDPG): ordinary member run directories, bit-reproducible, and an exact
-resume of the whole batch in a new process."""
+"""Batched runs of every batched algorithm (A2C n-step and per-step, PPO on Box actions, SAC on
+Box and Discrete actions, TD3, DDPG): ordinary member run directories, bit-reproducible, members
+independent of their companions, and an exact resume of the whole batch in a new process."""
 
 import json
 import subprocess
@@ -15,6 +15,7 @@ OFF = dict(hidden_sizes=(16, 16), learning_starts=64, batch_size=16, buffer_size
 CASES = {
     "a2c": (critic.A2C, "CartPole-v1", dict(hidden_sizes=(16,), n_steps=8, num_envs=2), 256),
     "a2c_per_step": (critic.A2C, "CartPole-v1", dict(hidden_sizes=(16,), n_steps=1, num_envs=1), 128),
+    "ppo_box": (critic.PPO, "Pendulum-v1", dict(hidden_sizes=(16,), n_steps=16, num_envs=2, batch_size=32), 256),
     "sac": (critic.SAC, "Pendulum-v1", OFF, 160),
     "sac_discrete": (critic.SAC, "CartPole-v1", OFF, 160),
     "td3": (critic.TD3, "Pendulum-v1", dict(OFF, train_freq=2, gradient_steps=2), 160),
@@ -73,7 +74,7 @@ def test_a_batch_resumes_exactly_in_a_new_process(case, tmp_path):
     other.close()
 
 
-@pytest.mark.parametrize("case", ["sac", "a2c"])
+@pytest.mark.parametrize("case", ["sac", "a2c", "ppo_box", "td3"])
 def test_a_member_does_not_depend_on_the_other_members(case):
     """Member seed 0 trains to the same bits in batches of other companions and sizes: its own
     envs, storage, generators and acting stream; only the arithmetic is shared."""
