@@ -316,6 +316,18 @@ class SeedBatch:
                 return st
         raise KeyError(f"no flat parameter buffer named {prefix!r}*")
 
+    def noise(self, generators: list[torch.Generator], shape: tuple[int, ...], exponential: bool = False,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[M, *shape]`` standard normal (or Exp(1)) draws, member k's from ``generators[k]``
+        (``self.generators`` for the updates, ``self.act_generators`` for acting)."""
+        draw = (lambda g: torch.empty(shape).exponential_(generator=g)) if exponential else \
+            (lambda g: torch.randn(shape, generator=g))
+        return torch.stack([draw(g) for g in generators]).to(device)
+
+    def acting_obs(self) -> torch.Tensor:
+        """The observations every member acts on next, stacked ``[M, N, ...]``."""
+        return torch.as_tensor(np.stack([a.stream.obs for a in self.agents]), device=self.agents[0].device)
+
     def weights(self) -> torch.Tensor:
         """Every member's weights as one row ``[M, P]`` (a copy, for comparisons)."""
         return torch.cat([st.detach()[:, :sum(n for _, _, n in layout)] for st, layout in zip(self.stacked, self.layout)],

@@ -14,6 +14,8 @@ from critic.losses.actor import deterministic_actor_loss
 from critic.losses.q import q_regression_loss, td_target
 from critic.modules.deterministic import (DeterministicExploration, DeterministicNets, StackedDeterministic,
                                           stackable_deterministic)
+from critic.modules.members import run_members
+from critic.modules.target import polyak_members
 from critic.nn import flat_dim
 from critic.optim import flatten_
 
@@ -103,15 +105,11 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
         m = batch.members(detach)
         return StackedDeterministic(nets0, m.params) if stacked else m
 
-    def apply(nets, fn, *args):
-        return fn(nets, *args) if stacked else nets.vmap(fn)(*args)
-
     noise = None
     if smoothing:
-        B, d = act.shape[1], act.shape[-1]
         sigma = batch.constant("td3/sigma", lambda: torch.tensor([a.cfg.target_noise for a in agents]).view(M, 1, 1))
         clip = batch.constant("td3/clip", lambda: torch.tensor([a.cfg.target_noise_clip for a in agents]).view(M, 1, 1))
-        draws = torch.stack([torch.randn(B, d, generator=g) for g in batch.generators]).to(act.device)
+        draws = batch.noise(batch.generators, act.shape[1:], device=act.device)
         noise = torch.maximum(torch.minimum(draws * sigma, clip), -clip)
 
     def target(net, next_obs, rew, disc, noise=None):
@@ -121,24 +119,22 @@ def deterministic_update_members(batch, data: dict[str, Tensor], active: Tensor,
         return td_target(rew, disc, net.critic_target(next_obs, a2).min(-2).values)
 
     with torch.no_grad():
-        y = apply(members(), target, next_obs, rew, disc, *([noise] if noise is not None else []))
+        y = run_members(members(), target, next_obs, rew, disc, *([noise] if noise is not None else []))
     for o in batch.opts.values():
         o.zero_grad()
-    critic_loss = apply(members(), lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
+    critic_loss = run_members(members(), lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
     critic_loss.sum().backward()
     batch.opts["critic"].step(active)
     metrics = {"loss/critic": critic_loss.detach()}
     due = active & torch.tensor([(a.updates + 1) % policy_delay == 0 for a in agents])
     if bool(due.any()):
-        actor_loss = apply(members(detach=("critic.",)),
+        actor_loss = run_members(members(detach=("critic.",)),
                            lambda net, o: deterministic_actor_loss(net.critic.member(0, o, net.mu(o))), obs)
         actor_loss.sum().backward()
         batch.opts["actor"].step(due)
-        with torch.no_grad():
-            tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents]).view(M, 1))
-            for src, tgt in ((batch.group("critic."), batch.group("critic_target.")),
-                             (batch.group("actor."), batch.group("actor_target."))):
-                tgt.copy_(torch.where(due.view(M, 1), tgt.lerp(src, tau.to(tgt.dtype)), tgt))
+        tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents]).view(M, 1))
+        polyak_members(batch.group("critic."), batch.group("critic_target."), tau, due)
+        polyak_members(batch.group("actor."), batch.group("actor_target."), tau, due)
         if bool((due == active).all()):  # in lockstep every member's actor step is due together
             metrics["loss/actor"] = actor_loss.detach()
     return metrics
@@ -151,9 +147,8 @@ def deterministic_batch_act(batch):
     if not stackable_deterministic(nets0) or any(a.env_steps < a.collector.learning_starts for a in agents):
         return None
     import numpy as np
-    obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
     with torch.inference_mode():
-        mu = StackedDeterministic(nets0, batch.members().params).mu(obs)
+        mu = StackedDeterministic(nets0, batch.members().params).mu(batch.acting_obs())
         return np.stack([a.exploration.perturb(mu[k]).cpu().numpy() for k, a in enumerate(agents)])
 
 
@@ -162,7 +157,6 @@ def on_policy_batch_policy(batch):
     from one stacked forward of the members' actor-critics (vector observations; Discrete or
     Box actions), each member's sampling noise drawn from its own acting generator."""
     import gymnasium as gym
-    import numpy as np
 
     from critic.modules.policies import StackedActorCritic
 
@@ -171,13 +165,11 @@ def on_policy_batch_policy(batch):
     if not StackedActorCritic.stackable(nets0) or not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)) \
             or any(getattr(a.collector, "episodic", True) for a in agents):
         return None
-    obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
+    discrete = isinstance(space, gym.spaces.Discrete)
     with torch.inference_mode():
         net = StackedActorCritic(nets0, batch.members().params)
-        params, v = net(obs)
+        params, v = net(batch.acting_obs())
         d = net.dist(params)
-        like = d.logits if isinstance(space, gym.spaces.Discrete) else d.mean
-        draw = (lambda g: torch.empty(like.shape[1:]).exponential_(generator=g)) \
-            if isinstance(space, gym.spaces.Discrete) else (lambda g: torch.randn(like.shape[1:], generator=g))
-        a = d.sample(torch.stack([draw(g) for g in batch.act_generators]).to(like.device))
+        like = d.logits if discrete else d.mean
+        a = d.sample(batch.noise(batch.act_generators, like.shape[1:], discrete, like.device))
         return a.cpu().numpy(), d.log_prob(a).cpu().numpy(), v.cpu().numpy()

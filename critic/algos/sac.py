@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -40,8 +39,8 @@ from critic.distributions import LOG_STD_MAX, LOG_STD_MIN, Categorical, TanhGaus
 from critic.losses.actor import soft_actor_loss, soft_value, temperature_loss
 from critic.losses.q import q_regression_loss, td_target
 from critic.modules.critics import QEnsemble
-from critic.modules.members import Members, stackable, stacked_linear, stacked_sequential
-from critic.modules.target import freeze, frozen, polyak_update
+from critic.modules.members import Members, run_members, stackable, stacked_linear, stacked_sequential
+from critic.modules.target import freeze, frozen, polyak_members, polyak_update
 from critic.nn import encoder_for, flat_dim, is_image_space, mlp
 from critic.optim import backward_step, flatten_, step_
 
@@ -206,11 +205,6 @@ def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tenso
     return loss
 
 
-def _apply(nets: "Stacked | Members", fn, *args):
-    """``fn(nets, *args)`` for stacked members, or ``fn`` vmapped over :class:`Members`."""
-    return nets.vmap(fn)(*args) if isinstance(nets, Members) else fn(nets, *args)
-
-
 def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) -> dict[str, Tensor]:
     """:func:`update` for every member of a batch at once (``data``: each member's replay batch
     stacked ``[M, B, ...]``): the same losses vmapped over the stacked weights, each member's
@@ -233,23 +227,23 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     nets = members()
     n2 = n1 = None
     if not nets0.discrete:
-        B, d = act.shape[1], act.shape[-1]
-        draws = [(torch.randn(B, d, generator=g), torch.randn(B, d, generator=g)) for g in batch.generators]
-        n2, n1 = (torch.stack([x[i] for x in draws]).to(act.device) for i in (0, 1))
+        # each member's generator: the next actions' draws, then the current actions'
+        n2 = batch.noise(batch.generators, act.shape[1:], device=act.device)
+        n1 = batch.noise(batch.generators, act.shape[1:], device=act.device)
     with torch.no_grad():
-        y = _apply(nets, soft_target, next_obs, rew, disc, alpha, *([] if nets0.discrete else [n2]))
+        y = run_members(nets, soft_target, next_obs, rew, disc, alpha, *([] if nets0.discrete else [n2]))
     for o in opts.values():
         o.zero_grad()
     if nets0.discrete:
-        critic_loss, actor_loss, neg_entropy = _apply(nets, discrete_losses, obs, act, y, alpha)
+        critic_loss, actor_loss, neg_entropy = run_members(nets, discrete_losses, obs, act, y, alpha)
         (critic_loss.sum() + actor_loss.sum()).backward()  # disjoint weights: each loss reaches its own
         gap = neg_entropy.mean(-1)
     else:
-        critic_loss = _apply(nets, lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
+        critic_loss = run_members(nets, lambda net, o, a, t: q_regression_loss(net.critic(o, a), t), obs, act, y)
         critic_loss.sum().backward()
     opts["critic"].step(active)
     if not nets0.discrete:  # the actor through the stepped critic, whose weights take no gradient
-        actor_loss, logp = _apply(members(detach=("critic.",)), soft_actor, obs, alpha, n1)
+        actor_loss, logp = run_members(members(detach=("critic.",)), soft_actor, obs, alpha, n1)
         actor_loss.sum().backward()
         gap = logp.detach().mean(-1)
     opts["actor"].step(active)
@@ -264,10 +258,8 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
         log_alpha.grad[:, 0] = grad
         opts["alpha"].step(active & auto)
         metrics["loss/alpha"] = torch.where(auto, loss, torch.zeros_like(loss))
-    with torch.no_grad():
-        src, tgt = batch.group("critic."), batch.group("critic_target.")
-        tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents], dtype=tgt.dtype).view(M, 1))
-        tgt.copy_(torch.where(active.view(M, 1), tgt.lerp(src, tau), tgt))
+    tau = batch.constant("tau", lambda: torch.tensor([a.cfg.tau for a in agents]).view(M, 1))
+    polyak_members(batch.group("critic."), batch.group("critic_target."), tau, active)
     return metrics
 
 
@@ -291,14 +283,10 @@ class SAC(Batched, Agent):
         agents, nets0 = batch.agents, batch.agents[0].nets
         if not nets0.stackable() or any(a.env_steps < a.collector.learning_starts for a in agents):
             return None
-        obs = torch.as_tensor(np.stack([a.stream.obs for a in agents]), device=agents[0].device)
         with torch.inference_mode():
-            d = Stacked(nets0, batch.members().params).dist(obs)
+            d = Stacked(nets0, batch.members().params).dist(batch.acting_obs())
             like = d.logits if nets0.discrete else d.base.mean
-            draw = (lambda g: torch.empty(like.shape[1:]).exponential_(generator=g)) if nets0.discrete else \
-                (lambda g: torch.randn(like.shape[1:], generator=g))
-            noise = torch.stack([draw(g) for g in batch.act_generators]).to(like.device)
-            return d.sample(noise).cpu().numpy()
+            return d.sample(batch.noise(batch.act_generators, like.shape[1:], nets0.discrete, like.device)).cpu().numpy()
 
     def _build(self) -> None:
         cfg = self.cfg

@@ -97,3 +97,9 @@ def stackable(seq: nn.Module) -> bool:
     """Whether :func:`stacked_sequential` runs ``seq``."""
     return isinstance(seq, nn.Sequential) and all(
         isinstance(m, nn.Linear) or (not list(m.parameters()) and not list(m.buffers())) for m in seq)
+
+
+def run_members(nets: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(nets, *args)`` on a stacked adapter (``StackedActorCritic``, SAC's ``Stacked``, ...),
+    or ``fn`` vmapped over :class:`Members` (networks the adapters do not stack: image encoders)."""
+    return nets.vmap(fn)(*args) if isinstance(nets, Members) else fn(nets, *args)

@@ -26,6 +26,13 @@ def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(tgt, src, tau)
 
 
+@torch.no_grad()
+def polyak_members(source: torch.Tensor, target: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor) -> None:
+    """:func:`polyak_update` for members stacked ``[M, P]``: each row at its own rate ``tau``
+    ``[M, 1]``, only the rows where ``mask`` ``[M]`` is true."""
+    target.copy_(torch.where(mask.view(-1, 1), target.lerp(source, tau.to(target.dtype)), target))
+
+
 def hard_update(source: nn.Module, target: nn.Module) -> None:
     """target <- source."""
     polyak_update(source, target, 1.0)

@@ -16,6 +16,17 @@ def _solo_and_stacked(seed=0):
     return solos, stacked
 
 
+def _step_solos(solos, opts, grads, mask, clip=None):
+    """Each solo optimizer steps on its member's gradients where ``mask`` is set (clipped first)."""
+    for k, (s, opt) in enumerate(zip(solos, opts)):
+        if mask[k]:
+            for p, g in zip(s, grads):
+                p.grad = g[k].clone()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(s, clip)
+            opt.step()
+
+
 def _grads(step, seed=1):
     g = torch.Generator().manual_seed(seed + step)
     return [torch.randn(M, 4, 5, generator=g) * 3, torch.randn(M, 5, generator=g) * 3]
@@ -65,11 +76,7 @@ def test_a_masked_step_is_a_step_not_taken():
     masks = [torch.tensor([1, 1, 1]), torch.tensor([1, 0, 1]), torch.tensor([0, 0, 1]), torch.tensor([1, 1, 1])]
     for step, mask in enumerate(masks):
         grads = _grads(step)
-        for k, (s, opt) in enumerate(zip(solos, opts)):
-            if mask[k]:
-                for p, g in zip(s, grads):
-                    p.grad = g[k].clone()
-                opt.step()
+        _step_solos(solos, opts, grads, mask)
         before = [p.detach().clone() for p in stacked]
         for p, g in zip(stacked, grads):
             p.grad = g.clone()
@@ -107,12 +114,7 @@ def test_member_rmsprop_equals_separate_torch_rmsprops_with_masks_and_clipping()
     masks = [torch.tensor([1, 1, 1]), torch.tensor([1, 0, 1]), torch.tensor([0, 1, 1])] * 4
     for step, mask in enumerate(masks):
         grads = _grads(step)
-        for k, (s, opt) in enumerate(zip(solos, opts)):
-            if mask[k]:
-                for p, g in zip(s, grads):
-                    p.grad = g[k].clone()
-                torch.nn.utils.clip_grad_norm_(s, 0.5)
-                opt.step()
+        _step_solos(solos, opts, grads, mask, clip=0.5)
         for p, g in zip(stacked, grads):
             p.grad = g.clone()
         mine.clip_(0.5)
