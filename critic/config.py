@@ -177,8 +177,11 @@ class Config:
     """Random seed for torch, NumPy, Python and the environments."""
     num_envs: int = 1
     """Number of environments stepped in parallel (a vector env)."""
-    vectorization: str = "sync"
-    """How the vector env runs its sub-envs: 'sync' (one process) or 'async' (subprocesses)."""
+    vectorization: str = "auto"
+    """How the vector env runs its sub-envs: 'sync' (one process), 'async' (subprocesses),
+    'native' (Gymnasium's own vectorised implementation of the env, its ``vector_entry_point``:
+    CartPole steps all sub-envs as NumPy arrays) or 'auto' (native where the env has one, else
+    sync)."""
     device: str = "cpu"
     """Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)."""
     torch_threads: int = 0
@@ -218,7 +221,7 @@ class Config:
                                       "(allowed: an integer of at most 64 bits)")
         check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         check(self.num_envs >= 1, "num_envs", self.num_envs, "an integer >= 1")
-        check_choice("vectorization", self.vectorization, ("sync", "async", "native"))
+        check_choice("vectorization", self.vectorization, ("auto", "sync", "async", "native"))
         check(_DEVICE.fullmatch(self.device) is not None, "device", self.device,
               "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
         check(self.torch_threads >= 0, "torch_threads", self.torch_threads, "an integer >= 0 (0 = auto)")

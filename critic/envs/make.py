@@ -133,14 +133,23 @@ def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = N
     return env
 
 
+def short_spec(spec: Any) -> str:
+    return repr(spec) if isinstance(spec, str) else f"{type(spec).__module__}.{type(spec).__qualname__}"
+
+
 def _not_env_message(obj: Any) -> str:
     return (f"expected a Gymnasium env id (str), a gymnasium.Env, or a callable returning one; "
             f"got {type(obj).__module__}.{type(obj).__qualname__}")
 
 
-def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization: str = "sync",
+def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization: str = "auto",
                  allow_import: tuple[str, ...] = ()) -> gym.vector.VectorEnv:
-    """A Gymnasium vector env with same-step autoreset. Sub-env ``i`` is seeded ``seed + i``."""
+    """A Gymnasium vector env with same-step autoreset.
+
+    ``vectorization``: 'auto' uses Gymnasium's own vectorised implementation of an env id where
+    critic has one (CartPole: one NumPy generator for all sub-envs, seeded ``seed``) and otherwise
+    steps separate envs in one process, sub-env ``i`` seeded ``seed + i`` (as 'sync' always
+    does); 'async' runs them in subprocesses; 'native' insists on the vectorised implementation."""
     if isinstance(spec, gym.vector.VectorEnv):
         mode = spec.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) != AutoresetMode.SAME_STEP:
@@ -164,9 +173,13 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
             raise EnvError(_not_env_message(spec))
         fns = [(lambda: make_env(spec, allow_import=allow_import)) for _ in range(num_envs)]
     native = None
-    if vectorization == "native" and isinstance(spec, str):
+    if vectorization in ("native", "auto") and isinstance(spec, str):
         from critic.envs.vector import native_vector_env
         native = native_vector_env(spec, num_envs)
+    if vectorization == "native" and native is None:
+        raise EnvError(f"vectorization='native' needs an env with a vectorised implementation critic can "
+                       f"step with same-step autoreset (CartPole-v0/v1 with default kwargs); {short_spec(spec)} "
+                       "has none: use 'auto' (native where there is one, else sync), 'sync' or 'async'")
     if native is not None:
         venv = native
         venv.reset(seed=seed)  # seeds the one generator of every sub-env
@@ -181,6 +194,7 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
         env.action_space.seed(seed + i)
         env.observation_space.seed(seed + i)
     venv.single_observation_space.seed(seed)
+    venv.single_action_space.seed(seed)
     venv.observation_space.seed(seed)
     venv.action_space.seed(seed)
     return venv

@@ -116,15 +116,19 @@ class SameStepCartPole(_cartpole_vector_env()):
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
         if seed is not None and not isinstance(seed, (int, np.integer)):
             seed = int(list(seed)[0])  # one generator for all sub-envs: seeded by sub-env 0's seed
-        return super().reset(seed=seed, options=options)
+        obs, info = super().reset(seed=seed, options=options)
+        return np.ascontiguousarray(obs), info
 
+    # Gymnasium returns ``state.T.astype(float32)``, a column-major array; critic's observations
+    # are row-major (C-contiguous) everywhere, as a restored checkpoint's are: a strided input
+    # takes another matmul kernel and rounds differently, so a resumed run would part ways.
     def step(self, actions):
         obs, reward, terminated, truncated, _ = super().step(np.asarray(actions))
         done = terminated | truncated
         if not done.any():
-            return obs, reward, terminated, truncated, {}
+            return np.ascontiguousarray(obs), reward, terminated, truncated, {}
         self.state[:, done] = self.np_random.uniform(low=self.low, high=self.high, size=(4, int(done.sum())))
         self.steps[done] = 0
         self.prev_done[:] = False  # reset already: nothing left for the next step to reset
-        info = {"final_obs": obs, "_final_obs": done}
-        return self.state.T.astype(np.float32), reward, terminated, truncated, info
+        info = {"final_obs": np.ascontiguousarray(obs), "_final_obs": done}
+        return np.ascontiguousarray(self.state.T, dtype=np.float32), reward, terminated, truncated, info

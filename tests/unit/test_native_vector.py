@@ -8,14 +8,18 @@ import pytest
 import torch
 
 import critic
-from critic.envs import EnvStepper, make_vec_env
+from critic.envs import EnvError, EnvStepper, make_vec_env
 from critic.envs.vector import SameStepCartPole, native_vector_env
 
 
 def test_native_is_used_for_cartpole_only():
     assert isinstance(make_vec_env("CartPole-v1", 4, seed=0, vectorization="native"), SameStepCartPole)
     assert native_vector_env("Pendulum-v1", 4) is None
-    assert type(make_vec_env("Pendulum-v1", 2, seed=0, vectorization="native")).__name__ == "LeanSyncVectorEnv"
+    assert type(make_vec_env("Pendulum-v1", 2, seed=0)).__name__ == "LeanSyncVectorEnv"
+    assert isinstance(make_vec_env("CartPole-v1", 2, seed=0), SameStepCartPole)  # 'auto', the default
+    assert type(make_vec_env("CartPole-v1", 2, seed=0, vectorization="sync")).__name__ == "LeanSyncVectorEnv"
+    with pytest.raises(EnvError, match="vectorization='native'.*'Pendulum-v1' has none"):
+        make_vec_env("Pendulum-v1", 2, seed=0, vectorization="native")
     assert native_vector_env("CartPole-v0", 2).max_episode_steps == 200
 
 
