@@ -31,24 +31,28 @@ def _cases():
     import critic
 
     small = dict(learning_starts=100, hidden_sizes=(32, 32))
+    # CartPole cases pin vectorization='sync' (separate envs): the default became Gymnasium's
+    # vectorised CartPole, whose resets draw from another generator, and the comparison must
+    # hold against commits from before that.
+    sync = dict(vectorization="sync")
     return {
         "sac": (critic.SAC, "Pendulum-v1", dict(small), 400),
-        "sac_discrete": (critic.SAC, "CartPole-v1", dict(small), 400),
+        "sac_discrete": (critic.SAC, "CartPole-v1", dict(small, **sync), 400),
         "sac_nstep_memory": (critic.SAC, "Pendulum-v1", dict(small, bootstrap_n=3, optimize_memory=True,
                                                               train_freq=2, gradient_steps=2, num_envs=2), 400),
         "sac_fixed_alpha": (critic.SAC, "Pendulum-v1", dict(small, ent_coef=0.1, normalize_obs=True), 300),
         "td3": (critic.TD3, "Pendulum-v1", dict(small), 400),
         "ddpg": (critic.DDPG, "Pendulum-v1", dict(small), 400),
         "ddpg_ou": (critic.DDPG, "Pendulum-v1", dict(small, noise_type="ou"), 400),
-        "ppo": (critic.PPO, "CartPole-v1", dict(n_steps=64, batch_size=32), 512),
+        "ppo": (critic.PPO, "CartPole-v1", dict(**sync, n_steps=64, batch_size=32), 512),
         "ppo_norm_box": (critic.PPO, "Pendulum-v1", dict(n_steps=64, batch_size=32, normalize_obs=True,
                                                          normalize_reward=True, lr_schedule="linear"), 512),
-        "ppo_kl": (critic.PPO, "CartPole-v1", dict(n_steps=64, batch_size=32, clip_eps=None,
+        "ppo_kl": (critic.PPO, "CartPole-v1", dict(**sync, n_steps=64, batch_size=32, clip_eps=None,
                                                    kl_penalty="adaptive"), 512),
-        "a2c": (critic.A2C, "CartPole-v1", dict(n_steps=5, num_envs=4), 400),
-        "a2c_per_step": (critic.A2C, "CartPole-v1", dict(n_steps=1), 300),
-        "a2c_episodic": (critic.A2C, "CartPole-v1", dict(episodic=True), 400),
-        "acer": (critic.ACER, "CartPole-v1", dict(replay_start=100, num_envs=2), 600),
+        "a2c": (critic.A2C, "CartPole-v1", dict(**sync, n_steps=5, num_envs=4), 400),
+        "a2c_per_step": (critic.A2C, "CartPole-v1", dict(**sync, n_steps=1), 300),
+        "a2c_episodic": (critic.A2C, "CartPole-v1", dict(**sync, episodic=True), 400),
+        "acer": (critic.ACER, "CartPole-v1", dict(**sync, replay_start=100, num_envs=2), 600),
     }
 
 
@@ -106,7 +110,8 @@ def run_cases(only: str = "") -> dict:
     # a checkpoint round trip in the middle of training (replay, noise, RNG and env state)
     for name, cls, env, kw in () if only else (("sac_resume", critic.SAC, "Pendulum-v1", dict(learning_starts=100,
                                                                              hidden_sizes=(32, 32))),
-                               ("ppo_resume", critic.PPO, "CartPole-v1", dict(n_steps=64, batch_size=32))):
+                               ("ppo_resume", critic.PPO, "CartPole-v1", dict(vectorization="sync", n_steps=64,
+                                                                               batch_size=32))):
         with tempfile.TemporaryDirectory() as d:
             a = cls(env, seed=5, **kw)
             a.learn(256, progress_bar=False)

@@ -42,7 +42,8 @@ __all__ = ["Agent", "Callback", "NonFiniteError", "load"]
 class Agent:
     algo: ClassVar[str] = ""
     config_cls: ClassVar[type[Config]] = Config
-    allowed_actions: ClassVar[tuple[type, ...]] = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)
+    allowed_actions: ClassVar[tuple[type, ...]] = (gym.spaces.Discrete, gym.spaces.MultiDiscrete,
+                                                   gym.spaces.MultiBinary, gym.spaces.Box)
     _algorithms: ClassVar[dict[str, type["Agent"]]] = {}  # algo name -> class, filled by subclassing
 
     nets: nn.Module

@@ -70,6 +70,47 @@ class MultiCategorical:
         return torch.cat([d.probs for d in self.dists], -1)
 
 
+class Bernoulli:
+    """Independent Bernoullis for a MultiBinary space, from logits ``[B, k]`` (``k`` = the
+    number of bits; actions ``[B, *shape]`` of 0/1, as integers). Log-probabilities and
+    entropies sum over the bits."""
+
+    def __init__(self, logits: torch.Tensor, shape: tuple[int, ...] | None = None):
+        self.logits = logits
+        self.shape = tuple(shape) if shape is not None else (logits.shape[-1],)
+        # log p(1) and log p(0): one fused op each, stable for large |logits|
+        self.log_p1, self.log_p0 = F.logsigmoid(logits), F.logsigmoid(-logits)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def _shaped(self, bits: torch.Tensor) -> torch.Tensor:
+        return bits.reshape(*bits.shape[:-1], *self.shape)
+
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise``: uniform [0, 1) draws shaped like the logits (drawn here unless given)."""
+        u = torch.rand_like(self.logits) if noise is None else noise
+        return self._shaped((u < self.probs).long())
+
+    def _flat(self, a: torch.Tensor) -> torch.Tensor:
+        return a.reshape(*a.shape[:a.dim() - len(self.shape)], -1).to(self.logits.dtype)
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        a = self._flat(a)
+        return (a * self.log_p1 + (1.0 - a) * self.log_p0).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        p1 = self.log_p1.exp()
+        return -(p1 * self.log_p1 + (1.0 - p1) * self.log_p0).sum(-1)
+
+    def mode(self) -> torch.Tensor:
+        return self._shaped((self.logits > 0).long())
+
+    def params(self) -> torch.Tensor:
+        return self.probs
+
+
 class DiagGaussian:
     """Gaussian with diagonal covariance; ``mean, log_std`` broadcast to ``[B, d]``."""
 
@@ -100,12 +141,15 @@ class DiagGaussian:
 
 def kl_divergence(old, new) -> torch.Tensor:
     """KL(old || new) ``[B]``, in closed form, for two distributions of the same kind
-    (Categorical, MultiCategorical or DiagGaussian), summed over action dimensions."""
+    (Categorical, MultiCategorical, Bernoulli or DiagGaussian), summed over action dimensions."""
     if isinstance(old, Categorical) and isinstance(new, Categorical):
         lo = old.logits.clamp(min=torch.finfo(old.logits.dtype).min)  # 0 * log 0 = 0 for masked actions
         return (old.logits.exp() * (lo - new.logits.clamp(min=torch.finfo(new.logits.dtype).min))).sum(-1)
     if isinstance(old, MultiCategorical) and isinstance(new, MultiCategorical):
         return sum(kl_divergence(a, b) for a, b in zip(old.dists, new.dists))  # type: ignore[return-value]
+    if isinstance(old, Bernoulli) and isinstance(new, Bernoulli):
+        p1 = old.log_p1.exp()
+        return (p1 * (old.log_p1 - new.log_p1) + (1.0 - p1) * (old.log_p0 - new.log_p0)).sum(-1)
     if isinstance(old, DiagGaussian) and isinstance(new, DiagGaussian):
         var_ratio = torch.exp(2.0 * (old.log_std - new.log_std))
         mean_term = ((old.mean - new.mean) * torch.exp(-new.log_std)).square()
@@ -152,7 +196,7 @@ class TanhGaussian:
         return self.base.params()
 
 
-SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, Box"
+SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, MultiBinary, Box"
 
 
 def param_dim(space: gym.Space) -> int:
@@ -161,6 +205,8 @@ def param_dim(space: gym.Space) -> int:
         return int(space.n)
     if isinstance(space, gym.spaces.MultiDiscrete):
         return int(space.nvec.sum())
+    if isinstance(space, gym.spaces.MultiBinary):
+        return int(math.prod(space.shape))
     if isinstance(space, gym.spaces.Box):
         return int(math.prod(space.shape))
     raise TypeError(f"unsupported action space {space}")
@@ -172,5 +218,7 @@ def make_dist(space: gym.Space, params: torch.Tensor, log_std: torch.Tensor | No
         return Categorical(params)
     if isinstance(space, gym.spaces.MultiDiscrete):
         return MultiCategorical(params, [int(n) for n in space.nvec.reshape(-1)])
+    if isinstance(space, gym.spaces.MultiBinary):
+        return Bernoulli(params, space.shape)
     assert log_std is not None
     return DiagGaussian(params, log_std)

@@ -31,7 +31,7 @@ class RolloutBuffer:
         self.obs_dtype = np.uint8 if obs_space.dtype == np.uint8 else np.float32
         if isinstance(act_space, gym.spaces.Discrete):
             self.act_shape, self.act_dtype = (), np.int64
-        elif isinstance(act_space, gym.spaces.MultiDiscrete):
+        elif isinstance(act_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
             self.act_shape, self.act_dtype = act_space.shape, np.int64
         else:
             self.act_shape, self.act_dtype = act_space.shape, np.float32

@@ -104,6 +104,33 @@ class ContinuousBanditEnv(gym.Env):
         return np.zeros(1, np.float32), self.reward(action), True, False, {}
 
 
+class MatchBitsEnv(gym.Env):
+    """Observe ``n`` random bits, answer with a MultiBinary action: reward = the share of bits
+    matched (1 for all, the optimum; a uniformly random policy scores 0.5). Episodes last
+    ``length`` steps, each with fresh bits."""
+
+    def __init__(self, n: int = 4, length: int = 10):
+        self.n, self.length = n, length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+        self.action_space = gym.spaces.MultiBinary(n)
+
+    def _obs(self):
+        self.bits = self.np_random.integers(0, 2, self.n).astype(np.int8)
+        return self.bits.astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid MultiBinary action {action!r}")
+        r = float(np.mean(np.asarray(action) == self.bits))
+        self.t += 1
+        return self._obs(), r, False, self.t >= self.length, {}
+
+
 class TinyImageEnv(gym.Env):
     """uint8 images (a bright square in a corner chosen by the hidden state), channels first
     (``hwc=False``) or last. Discrete: reward 1 for naming the corner. ``continuous``: a Box
@@ -310,7 +337,8 @@ def _register() -> None:
     ``critic.envs.fake:critic/OldStepAPI-v0`` (the old 4-tuple step behind Gymnasium's wrappers).
     Gymnasium's ``module:EnvId`` form imports the module, then looks EnvId up in the registry."""
     for env_id, entry, kwargs in (("critic/Identity-v0", IdentityEnv, {}),
-                                  ("critic/OldStepAPI-v0", BrokenEnv, {"defect": "old_step"})):
+                                  ("critic/OldStepAPI-v0", BrokenEnv, {"defect": "old_step"}),
+                                  ("critic/MatchBits-v0", MatchBitsEnv, {})):
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry, kwargs=kwargs, max_episode_steps=50)
 

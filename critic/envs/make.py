@@ -201,7 +201,14 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
 
 
 SUPPORTED_OBS = "Box (vectors, or images as (C,H,W)/(H,W,C) uint8)"
-SUPPORTED_ACT = "Discrete, MultiDiscrete, Box"
+SUPPORTED_ACT = "Discrete, MultiDiscrete, MultiBinary, Box"
+# Which algorithms take each action space, for the error that refuses one.
+ALGOS_FOR_ACTIONS = {
+    "Discrete": "A2C, A3C, ACER, PPO and SAC (discrete)",
+    "MultiDiscrete": "A2C, A3C and PPO",
+    "MultiBinary": "A2C, A3C and PPO",
+    "Box": "A2C, A3C, PPO, DDPG, TD3 and SAC",
+}
 
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, allowed_actions: tuple[type, ...] | None = None) -> None:
@@ -211,10 +218,14 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space, allowed_actions: tu
                        "Flatten Dict/Tuple observations with gymnasium.wrappers.FlattenObservation")
     if len(obs_space.shape) == 0 or len(obs_space.shape) > 3:
         raise EnvError(f"unsupported observation shape {obs_space.shape}; supported: {SUPPORTED_OBS}")
-    allowed = allowed_actions or (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)
+    allowed = allowed_actions or (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary,
+                                  gym.spaces.Box)
     if not isinstance(act_space, allowed):
         names = ", ".join(a.__name__ for a in allowed)
-        raise EnvError(f"unsupported action space {act_space!r}; this algorithm supports: {names}")
+        kind = type(act_space).__name__
+        who = (f"; {kind} actions are taken by {ALGOS_FOR_ACTIONS[kind]}" if kind in ALGOS_FOR_ACTIONS
+               else f"; critic's algorithms take {SUPPORTED_ACT}")
+        raise EnvError(f"unsupported action space {act_space!r}; this algorithm supports: {names}{who}")
     if isinstance(act_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and np.any(np.asarray(act_space.start) != 0):
         # Categorical policies emit actions 0..n-1; a shifted space would receive invalid actions.
         raise EnvError(f"unsupported action space {act_space!r}: a non-zero start is not supported "

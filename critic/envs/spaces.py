@@ -13,6 +13,8 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "shape": list(space.shape)}
     if isinstance(space, gym.spaces.Box):
         low, high = space.low, space.high
         uniform = np.all(low == low.flat[0]) and np.all(high == high.flat[0])
@@ -33,6 +35,9 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
         return gym.spaces.Discrete(d["n"], start=d.get("start", 0))
     if d["type"] == "MultiDiscrete":
         return gym.spaces.MultiDiscrete(np.array(d["nvec"]))
+    if d["type"] == "MultiBinary":
+        shape = d["shape"]
+        return gym.spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
     if d["type"] == "Box":
         dtype = np.dtype(d["dtype"])
         shape = tuple(d["shape"])

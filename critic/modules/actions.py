@@ -28,11 +28,14 @@ class BoxScaler:
 
 
 def box_clipper(space: gym.Space):
-    """Policy action -> env action for on-policy Gaussian policies: clipped to a Box's bounds
-    (other spaces pass through)."""
+    """Policy action -> env action for on-policy policies: Gaussian actions clipped to a Box's
+    bounds, MultiBinary bits in the space's dtype (other spaces pass through)."""
     if isinstance(space, gym.spaces.Box):
         low, high = space.low, space.high
         return lambda a: np.clip(a, low, high)
+    if isinstance(space, gym.spaces.MultiBinary):
+        dtype = space.dtype
+        return lambda a: np.asarray(a).astype(dtype, copy=False)
     return lambda a: a
 
 

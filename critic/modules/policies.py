@@ -17,7 +17,7 @@ def _linears(seq: nn.Module | None) -> list[nn.Linear]:
 
 
 class ActorCriticNet(nn.Module):
-    """pi(a|s) and V(s) for Discrete, MultiDiscrete and Box actions.
+    """pi(a|s) and V(s) for Discrete, MultiDiscrete, MultiBinary and Box actions.
 
     Vector observations: two separate MLPs (``shared=False``, the PPO default) or one body
     with two heads (``shared=True``). Image observations always share one Nature-CNN encoder.
