@@ -11,6 +11,7 @@ collect and update).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -67,7 +68,7 @@ class Agent:
         return cls._batch(env, config, *args, seeds=seeds, **kwargs)
 
     @classmethod
-    def _load_batch(cls, run_dir: str | os.PathLike, env: EnvSpec | None = None):
+    def _load_batch(cls, run_dir: str | os.PathLike, env: EnvSpec | None = None, allow_import: tuple[str, ...] = ()):
         raise ckpt.CheckpointError(f"{run_dir}: {cls.algo} has no batched runs to load")
 
     @classmethod
@@ -503,19 +504,22 @@ class TrainingSession:
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
 
 
-def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[Agent] | None = None,
-         **overrides: Any) -> Agent:
+def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: tuple[str, ...] = (),
+         _expect: type[Agent] | None = None, **overrides: Any) -> Agent:
     """Load any saved agent: weights, optimizers, normalisers, counters and RNG states.
 
     ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
     callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
+    A model made with your own ``encoder`` imports the encoder's module only when it is already
+    imported or ``allow_import`` names it.
     """
+    allow_import = tuple(allow_import)
     if Path(path).is_dir() and (Path(path) / "batch.safetensors").is_file():  # a batched run's directory
         _, meta = ckpt.read(Path(path) / "batch.safetensors")
         cls = Agent._algorithms.get(meta.get("algo")) if isinstance(meta, dict) else None
         if cls is None or _expect not in (None, cls):
             raise ckpt.CheckpointError(f"{path}: a batched run of {meta.get('algo')!r}, which this cannot load")
-        return cls._load_batch(path, env=env)
+        return cls._load_batch(path, env=env, allow_import=allow_import)
     tensors, meta = ckpt.read(path)
     if isinstance(meta, dict) and meta.get("kind") == "components":
         raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "
@@ -532,9 +536,18 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, _expect: type[A
         spaces = (space_from_dict(meta["spaces"]["observation"]), space_from_dict(meta["spaces"]["action"]))
     except (KeyError, ValueError, TypeError) as e:
         raise ckpt.CheckpointError(f"{path}: invalid checkpoint metadata ({type(e).__name__}: {e})") from None
+    encoder = getattr(cfg, "encoder", None)
+    if encoder is not None:
+        module = encoder.partition(":")[0]
+        if module not in sys.modules and module not in allow_import and module.split(".")[0] not in allow_import:
+            raise ckpt.CheckpointError(
+                f"{path}: the model's encoder '{encoder}' lives in the Python module '{module}', which loading "
+                f"would import; refused unless you allow it: critic.load(path, allow_import=('{module}',)) or "
+                f"--allow-import {module}")
     env_spec = env if env is not None else meta.get("env_id")
+    allowed = tuple(dict.fromkeys([*meta.get("allow_import", ()), *allow_import]))
     try:
-        agent = cls(env_spec, cfg, spaces=spaces, allow_import=tuple(meta.get("allow_import", ())))
+        agent = cls(env_spec, cfg, spaces=spaces, allow_import=allowed)
     except EnvError as e:
         if env is None and env_spec is not None:  # the stored id no longer resolves: predict-only
             agent = cls(None, cfg, spaces=spaces)

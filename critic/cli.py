@@ -146,7 +146,7 @@ def _resume(args: argparse.Namespace) -> int:
     ck = run_dir / "checkpoints" / ckpt.FILENAME
     if not ck.is_file():
         return _restart(run_dir, run_cfg, args)
-    agent = critic.load(ck)
+    agent = critic.load(ck, allow_import=tuple(args.allow_import or ()))
     steps = args.steps if args.steps is not None else int(run_cfg["steps"])
     remaining = steps - agent.env_steps
     print(f"critic: resuming {agent.algo} on {run_cfg['env_id']} at step {agent.env_steps:,} "
@@ -163,7 +163,7 @@ def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
     batch's own state; it trains on to the members' step budget."""
     import critic
 
-    batch = critic.load(run_dir)
+    batch = critic.load(run_dir, allow_import=tuple(args.allow_import or ()))
     first = next(p for p in sorted(run_dir.glob("*seed_*/config.yaml")))
     run_cfg = load_yaml(first)
     a0 = batch.agents[0]
@@ -253,7 +253,7 @@ def _run(agent, steps: int, out: Path, eval_every: int, eval_episodes: int, args
 def cmd_eval(args: argparse.Namespace) -> int:
     import critic
 
-    agent = critic.load(args.path)
+    agent = critic.load(args.path, allow_import=tuple(args.allow_import or ()))
     if agent.env_spec is None:
         raise CLIError(f"{args.path}: the model does not name a registered env id to evaluate on")
     if args.video:
@@ -398,7 +398,8 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--backend", choices=("local", "ray"), help="where workers run (default local)")
     t.add_argument("--address", help="Ray cluster address for --backend ray (default: start Ray locally)")
     t.add_argument("--allow-import", action="append", metavar="MODULE",
-                   help="allow env ids of the form MODULE:Env to import MODULE")
+                   help="allow env ids of the form MODULE:Env, or an encoder MODULE:function (--set "
+                        "encoder=...), to import MODULE")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -408,6 +409,8 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     e.add_argument("--video", metavar="DIR", help="write an animated GIF of each episode to DIR")
+    e.add_argument("--allow-import", action="append", metavar="MODULE",
+                   help="allow the model's env id (MODULE:Env) or its own encoder (MODULE:function) to import MODULE")
     e.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="learning curves: runs of one configuration as mean (or IQM) with a 95%% "

@@ -167,6 +167,9 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
 _DEVICE = re.compile(r"cpu|mps|auto|cuda(:(0|[1-9][0-9]{0,3}))?", re.ASCII)  # what torch.device parses
 
 
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
 @dataclass(kw_only=True)
 class Config:
     """Fields every algorithm has."""
@@ -194,7 +197,19 @@ class Config:
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the MLP bodies."""
     activation: str = "tanh"
-    """Hidden activation: 'tanh', 'relu', 'elu' or 'gelu'."""
+    """Hidden activation: any elementwise torch.nn activation by name ('tanh', 'relu', 'elu',
+    'gelu', 'silu', 'leaky_relu', 'mish', ...)."""
+    actor_hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer widths of the actor (policy) MLP; none = hidden_sizes."""
+    critic_hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer widths of the critic (value or Q) MLP; none = hidden_sizes."""
+    layer_norm: bool = False
+    """A LayerNorm after each hidden linear layer, before its activation."""
+    encoder: str | None = None
+    """Your own observation encoder: 'package.module:function', a module-level function taking the
+    observation space and returning a torch.nn.Module whose output (features) feeds the MLPs.
+    In Python you may pass the function itself. Loading a model made with one imports that module
+    only where allowed (allow_import / --allow-import)."""
     adam_betas: tuple[float, ...] = (0.9, 0.999)
     """Adam's (beta1, beta2), for every Adam optimizer of the algorithm."""
     normalize_obs: bool = False
@@ -231,7 +246,16 @@ class Config:
               "a number in [0, 1]")
         check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
               "hidden_sizes", self.hidden_sizes, "one or more positive integers")
-        check_choice("activation", self.activation, ("tanh", "relu", "elu", "gelu"))
+        from critic.nn import ACTIVATION_NAMES, activation_key
+        check(activation_key(self.activation) is not None, "activation", self.activation,
+              f"a torch.nn activation by name: {', '.join(ACTIVATION_NAMES)} (any case, '_' optional)")
+        for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
+            sizes = getattr(self, name)
+            check(sizes is None or (len(sizes) >= 1 and all(h >= 1 for h in sizes)), name, sizes,
+                  "one or more positive integers, or none (= hidden_sizes)")
+        check(self.encoder is None or _IMPORT_PATH.fullmatch(self.encoder) is not None, "encoder", self.encoder,
+              "none, or the import path 'package.module:function' of a module-level function that takes the "
+              "observation space and returns a torch.nn.Module")
         check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
         check(self.reward_scale > 0, "reward_scale", self.reward_scale, "a number > 0")
         check(len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas), "adam_betas",
@@ -244,6 +268,12 @@ class Config:
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
+
+    def sizes_of(self, network: str) -> tuple[int, ...]:
+        """The hidden widths of ``network`` ('actor' or 'critic'): its own field when set, else
+        ``hidden_sizes``."""
+        own = getattr(self, f"{network}_hidden_sizes", None)
+        return tuple(self.hidden_sizes) if own is None else tuple(own)
 
     def lr_of(self, network: str) -> float:
         """The learning rate of ``network`` ('actor' or 'critic'): its own field when the config
@@ -314,6 +344,8 @@ ALIASES = {
     "q_lr": "critic_learning_rate", "actor_lr": "actor_learning_rate", "critic_lr": "critic_learning_rate",
     "exploration_noise": "action_noise", "noise_std": "action_noise", "start_steps": "learning_starts",
     "total_timesteps": None, "n_timesteps": None, "num_workers": "workers", "n_workers": "workers",
+    "features_extractor_class": "encoder", "features_extractor": "encoder", "pi": "actor_hidden_sizes",
+    "vf": "critic_hidden_sizes", "qf": "critic_hidden_sizes", "use_layer_norm": "layer_norm",
 }
 
 
@@ -569,6 +601,10 @@ def build_config(config_cls: type[Config], config: Config | dict | None, overrid
     else:
         raise ConfigError(f"config must be a {config_cls.__name__}, a dict or None, got {type(config).__name__}")
     data.update(overrides)
+    if callable(data.get("encoder")):  # a factory function: stored by its import path, never as code
+        from critic.nn import encoder_path
+
+        data["encoder"] = encoder_path(data["encoder"])
     return config_cls.from_dict(data)
 
 

@@ -11,9 +11,47 @@ import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
-ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu,
-                  "gelu": torch.nn.functional.gelu}
+from critic.config import ConfigError
+
+# Hidden activations: every elementwise, parameter-free activation of torch.nn, by its class
+# name in any case, with or without underscores ('tanh', 'SiLU', 'leaky_relu'). Left out: the
+# ones that mix a row (Softmax, LogSoftmax, Softmin, Softmax2d), halve it (GLU), draw random
+# slopes (RReLU), learn a parameter (PReLU) or need arguments (Threshold).
+_TORCH_ACTIVATIONS = ("ReLU", "Hardtanh", "ReLU6", "Sigmoid", "Hardsigmoid", "Tanh", "SiLU", "Mish", "Hardswish",
+                      "ELU", "CELU", "SELU", "GELU", "Hardshrink", "LeakyReLU", "LogSigmoid", "Softplus",
+                      "Softshrink", "Softsign", "Tanhshrink")
+ACTIVATIONS: dict[str, type[nn.Module]] = {n.lower(): getattr(nn, n) for n in _TORCH_ACTIVATIONS}
+ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
+# Plain functions for the hot path (an nn.Module call costs a few microseconds per layer).
+_FAST_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu,
+             "gelu": torch.nn.functional.gelu}
+
+
+def activation_key(name: str) -> str | None:
+    """The canonical (lower-case) name of an activation, or None if critic has none by that name."""
+    key = str(name).lower().replace("_", "").replace("-", "")
+    return key if key in ACTIVATIONS else None
+
+
+def activation_module(name: str) -> nn.Module:
+    key = activation_key(name)
+    if key is None:
+        raise ValueError(f"unknown activation {name!r} (allowed: {', '.join(ACTIVATION_NAMES)})")
+    return ACTIVATIONS[key]()
+
+
+def activation_fn(name: str):
+    """The activation as a function of a tensor (a plain torch function where there is one)."""
+    key = activation_key(name)
+    return _FAST_FNS.get(key) or activation_module(name)
+
+
+class _FnDict(dict):
+    def __missing__(self, name: str):
+        return activation_fn(name)
+
+
+ACTIVATION_FNS = _FnDict(_FAST_FNS)  # name -> function, for any name activation_key knows
 
 
 def set_cpu_threads(device: torch.device, n: int = 0, wide: bool = False) -> None:
@@ -64,9 +102,9 @@ def init_uniform(layer: nn.Linear, bound: float = 3e-3) -> nn.Linear:
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None = None, activation: str = "tanh",
-        ortho_init: bool = True, out_gain: float = 1.0) -> nn.Sequential:
-    """Linear-activation stack; ``out_dim`` appends a final linear layer with gain ``out_gain``."""
-    act = ACTIVATIONS[activation]
+        ortho_init: bool = True, out_gain: float = 1.0, layer_norm: bool = False) -> nn.Sequential:
+    """Linear-activation stack (with ``layer_norm``, Linear-LayerNorm-activation); ``out_dim``
+    appends a final linear layer with gain ``out_gain``."""
     layers: list[nn.Module] = []
     d = in_dim
     hidden_gain = math.sqrt(2)  # the SB3/CleanRL convention for every activation
@@ -74,7 +112,8 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None = None, activati
         lin = nn.Linear(d, h)
         if ortho_init:
             init_layer(lin, hidden_gain)
-        layers += [lin, act()]
+        layers += [lin, nn.LayerNorm(h), activation_module(activation)] if layer_norm else \
+            [lin, activation_module(activation)]
         d = h
     if out_dim is not None:
         lin = nn.Linear(d, out_dim)
@@ -160,3 +199,83 @@ def compile_forwards(net: nn.Module) -> None:
             if not getattr(m, "_critic_compiled", False):
                 m.forward = torch.compile(m.forward)
                 m._critic_compiled = True
+
+
+# -- your own encoder ---------------------------------------------------------------------------
+class EncoderError(ConfigError):
+    """A user encoder that cannot be imported, is not allowed, or does not fit the observations."""
+
+
+def encoder_path(fn: object) -> str:
+    """The import path ``module:qualname`` of a module-level encoder factory (what a checkpoint
+    stores instead of code)."""
+    module, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not callable(fn) or not module or not qual or "<" in qual:
+        raise EncoderError(f"invalid value for 'encoder': {fn!r} (allowed: a module-level function or class "
+                           "taking the observation space and returning a torch.nn.Module, so that a saved "
+                           "model can name it; lambdas and nested functions have no import path)")
+    return f"{module}:{qual}"
+
+
+def resolve_encoder(path: str, allow_import: tuple[str, ...] = ()):
+    """The factory named by ``path``. Its module is imported only if already imported in this
+    process or named in ``allow_import`` (the rule for ``module:EnvId`` ids): loading a model
+    never runs code its caller did not allow."""
+    import importlib
+    import sys
+
+    module, _, qual = path.partition(":")
+    if module not in sys.modules and module not in allow_import and module.split(".")[0] not in allow_import:
+        raise EncoderError(f"the encoder '{path}' would import the Python module '{module}'; refused unless "
+                           f"explicitly allowed (allow_import=('{module}',) or --allow-import {module})")
+    try:
+        obj = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise EncoderError(f"cannot find the encoder '{path}': {type(e).__name__}: {e}") from None
+    if not callable(obj):
+        raise EncoderError(f"the encoder '{path}' is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+class _Features(nn.Module):
+    """A user encoder with its feature width (``out_dim``) measured on a sample observation."""
+
+    def __init__(self, net: nn.Module, out_dim: int):
+        super().__init__()
+        self.net, self.out_dim = net, out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_encoder(obs_space: gym.Space, path: str | None, allow_import: tuple[str, ...] = ()) -> nn.Module:
+    """The observation encoder: the user's (``path``) when given, else critic's own
+    (:func:`encoder_for`). A user encoder must return ``[B, F]`` features for a batch ``[B, ...]``
+    of observations as the agent feeds them (float32 vectors, uint8 images)."""
+    if path is None:
+        return encoder_for(obs_space)
+    factory = resolve_encoder(path, allow_import)
+    try:
+        net = factory(obs_space)
+    except Exception as e:
+        raise EncoderError(f"the encoder '{path}' failed when called with the observation space {obs_space!r}: "
+                           f"{type(e).__name__}: {e}") from None
+    if not isinstance(net, nn.Module):
+        raise EncoderError(f"the encoder '{path}' returned a {type(net).__name__}, not a torch.nn.Module")
+    dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+    sample = torch.zeros((1, *obs_space.shape), dtype=dtype)  # (not space.sample(): that draws from the env's RNG)
+    training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(sample)
+        net.train(training)
+    except Exception as e:
+        raise EncoderError(f"the encoder '{path}' failed on a batch of one observation of shape "
+                           f"{tuple(sample.shape)} ({sample.dtype}): {type(e).__name__}: {e}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise EncoderError(f"the encoder '{path}' must return features [B, F] for observations [B, ...]; "
+                           f"for a batch of one it returned {shape}")
+    return _Features(net, int(out.shape[1]))

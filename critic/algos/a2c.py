@@ -21,7 +21,8 @@ import torch
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_batch_policy, on_policy_collector
+from critic.algos.common import (actor_critic_net, apply_lr_schedule, make_optimizer, on_policy_batch_policy,
+                                 on_policy_collector)
 from critic.config import ConfigError, OnPolicyConfig, check, check_sampling_workers
 from critic.optim import backward_step
 from critic.losses import entropy_loss, policy_loss, value_loss
@@ -176,8 +177,7 @@ class A2C(Batched, Agent):
 
     def _build(self) -> None:
         cfg = self.cfg
-        self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
-                                   cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
+        self.nets = actor_critic_net(self, cfg).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         # an episodic rollout runs to the episode's end (the storage doubles from 256 as needed)
         self.collector = on_policy_collector(self, 256 if cfg.episodic else cfg.n_steps, cfg.episodic)

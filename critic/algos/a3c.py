@@ -31,7 +31,7 @@ import torch
 from critic.agent import Agent
 from critic.algos import a2c
 from critic.algos.a2c import A2C, A2CConfig, ActorCriticConfig
-from critic.algos.common import apply_lr_schedule, make_optimizer, optimizer_for
+from critic.algos.common import actor_critic_net, apply_lr_schedule, make_optimizer, optimizer_for
 from critic.collect import Collector
 from critic.config import ConfigError, check, check_choice, worker_hparams
 from critic.modules.policies import ActorCriticNet
@@ -143,8 +143,7 @@ class A3C(Agent):
             except Exception as e:
                 raise ConfigError(f"A3C workers need a picklable env callable (a module-level function or class); "
                                   f"{spec!r} is not ({type(e).__name__})") from None
-        self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
-                                   cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
+        self.nets = actor_critic_net(self, cfg).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         if self.obs_norm is not None:  # one set of statistics for the learner and every worker
             self.obs_norm.rms = SharedRunningMeanStd(self.obs_space.shape)

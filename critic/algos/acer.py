@@ -30,10 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from critic.agent import Agent
-from critic.algos.common import apply_lr_schedule, make_optimizer
+from critic.algos.common import apply_lr_schedule, make_optimizer, user_encoder
 from critic.buffers.sequence import SequenceReplay
 from critic.collect import SequenceCollector
-from critic.config import Config, check, check_choice
+from critic.config import Config, ConfigError, check, check_choice
 from critic.losses.acer import EPS, acer_policy_objective, kl_grad, trust_region_project
 from critic.losses.q import q_regression_loss
 from critic.modules.target import freeze, polyak_update
@@ -47,7 +47,7 @@ class ACERConfig(Config):
     learning_rate: float = 7e-4
     """Optimizer learning rate."""
     activation: str = "relu"
-    """Hidden activation: 'tanh', 'relu', 'elu' or 'gelu'."""
+    """Hidden activation: any elementwise torch.nn activation by name (see Config.activation)."""
     n_steps: int = 20
     """Segment length per env: steps collected between on-policy updates (and replayed together)."""
     replay_ratio: float = 4.0
@@ -120,15 +120,15 @@ class ACERNet(nn.Module):
     """Shared body (MLP, or the Nature CNN for images), softmax policy head and Q head."""
 
     def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes=(64, 64), activation: str = "relu",
-                 ortho_init: bool = True):
+                 ortho_init: bool = True, layer_norm: bool = False, encoder: nn.Module | None = None):
         super().__init__()
         self.n_actions = n_actions
-        self.encoder = encoder_for(obs_space)
+        self.encoder = encoder if encoder is not None else encoder_for(obs_space)  # a user's feeds the MLP
         d = self.encoder.out_dim
-        if is_image_space(obs_space):
+        if is_image_space(obs_space) and encoder is None:
             self.body: nn.Module = nn.Identity()
         else:
-            self.body = mlp(d, hidden_sizes, None, activation, ortho_init)
+            self.body = mlp(d, hidden_sizes, None, activation, ortho_init, layer_norm=layer_norm)
             d = hidden_sizes[-1]
         self.pi_head, self.q_head = nn.Linear(d, n_actions), nn.Linear(d, n_actions)
         if ortho_init:
@@ -224,7 +224,13 @@ class ACER(Agent):
     def _build(self) -> None:
         cfg = self.cfg
         n_actions = int(self.act_space.n)
-        online = ACERNet(self.obs_space, n_actions, cfg.hidden_sizes, cfg.activation, cfg.ortho_init)
+        sizes = cfg.sizes_of("actor")
+        if cfg.sizes_of("critic") != sizes:
+            raise ConfigError(f"invalid value for 'critic_hidden_sizes': {list(cfg.sizes_of('critic'))} (ACER's "
+                              f"policy and Q heads share one body, here {list(sizes)}; allowed: the actor's widths, "
+                              "or none)")
+        online = ACERNet(self.obs_space, n_actions, sizes, cfg.activation, cfg.ortho_init, layer_norm=cfg.layer_norm,
+                         encoder=user_encoder(self, cfg))
         self.nets = ACERNets(online).to(self.device)
         self.optims = {"main": make_optimizer(self.nets.online, cfg)}
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 else torch.float32

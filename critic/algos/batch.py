@@ -109,8 +109,8 @@ class Batched:
         return SeedBatch.build(cls, env, config, seeds=seeds, **hparams)
 
     @classmethod
-    def _load_batch(cls, run_dir, env=None):
-        return SeedBatch.load(run_dir, env=env)
+    def _load_batch(cls, run_dir, env=None, allow_import=()):
+        return SeedBatch.load(run_dir, env=env, allow_import=allow_import)
 
     @classmethod
     def check_batchable(cls, cfg: Any) -> None:
@@ -382,7 +382,7 @@ class SeedBatch:
         return ckpt.write(Path(run_dir) / BATCH_FILE, tensors, meta)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, env: Any = None) -> "SeedBatch":
+    def load(cls, run_dir: str | os.PathLike, env: Any = None, allow_import: tuple[str, ...] = ()) -> "SeedBatch":
         """A batch from its run directory: each member from ``<member>/checkpoints`` (its weights,
         Adam state, envs, RNG states), then the batch's generators and frozen members: training
         continues as if it had not stopped."""
@@ -392,7 +392,7 @@ class SeedBatch:
         agents, rng = [], []
         try:
             for name in meta["members"]:
-                agents.append(load(Path(run_dir) / name / "checkpoints", env=env))
+                agents.append(load(Path(run_dir) / name / "checkpoints", env=env, allow_import=allow_import))
                 rng.append(torch.get_rng_state())  # the member's own stream, from its checkpoint
         except BaseException:
             for a in agents:

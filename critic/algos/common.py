@@ -20,6 +20,34 @@ from critic.nn import flat_dim
 from critic.optim import flatten_
 
 
+def user_encoder(agent, cfg: Config):
+    """A fresh instance of the user's encoder (``cfg.encoder``), or None: each network that
+    encodes observations gets its own (SAC's and TD3's actor and critics, as with images)."""
+    if cfg.encoder is None:
+        return None
+    from critic.nn import build_encoder
+
+    return build_encoder(agent.obs_space, cfg.encoder, agent.allow_import)
+
+
+def actor_critic_net(agent, cfg: OnPolicyConfig):
+    """A2C's, A3C's and PPO's network from their config: widths per side, activation, layer norm,
+    shared body or not, and the user's encoder in front when given."""
+    from critic.config import ConfigError
+    from critic.modules.policies import ActorCriticNet
+
+    try:
+        return ActorCriticNet(agent.obs_space, agent.act_space, cfg.hidden_sizes, cfg.activation, cfg.shared_body,
+                              cfg.ortho_init, cfg.log_std_init, actor_sizes=cfg.sizes_of("actor"),
+                              critic_sizes=cfg.sizes_of("critic"), layer_norm=cfg.layer_norm,
+                              encoder=user_encoder(agent, cfg))
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"invalid value for 'shared_body': True ({e}; allowed: false, or equal actor and "
+                          "critic widths)") from None
+
+
 def make_optimizer(module: torch.nn.Module, cfg: OnPolicyConfig) -> torch.optim.Optimizer:
     """Adam (fused) or RMSprop over the module's parameters, flattened into one tensor."""
     return optimizer_for([flatten_(module.parameters())], cfg)
@@ -71,7 +99,10 @@ def build_deterministic(agent, n_critics: int) -> None:
     ``scaler``, ``noise``, ``env_action``)."""
     cfg, dev = agent.cfg, agent.device
     act_dim = flat_dim(agent.act_space)
-    nets = DeterministicNets(agent.obs_space, act_dim, cfg.hidden_sizes, cfg.activation, n_critics).to(dev)
+    make_encoder = (lambda: user_encoder(agent, cfg)) if cfg.encoder is not None else None  # noqa: E731
+    nets = DeterministicNets(agent.obs_space, act_dim, cfg.sizes_of("actor"), cfg.activation, n_critics,
+                             critic_sizes=cfg.sizes_of("critic"), layer_norm=cfg.layer_norm,
+                             make_encoder=make_encoder).to(dev)
     optims = {
         "actor": adam([flatten_(nets.actor.parameters())], cfg.lr_of("actor"), cfg, cfg.optim_eps),
         "critic": adam([flatten_(nets.critic.parameters())], cfg.lr_of("critic"), cfg, cfg.optim_eps),

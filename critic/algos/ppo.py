@@ -26,7 +26,8 @@ import torch
 
 from critic.agent import Agent
 from critic.algos.batch import Batched
-from critic.algos.common import apply_lr_schedule, make_optimizer, on_policy_batch_policy, on_policy_collector
+from critic.algos.common import (actor_critic_net, apply_lr_schedule, make_optimizer, on_policy_batch_policy,
+                                 on_policy_collector)
 from critic.config import ConfigError, OnPolicyConfig, check, check_choice, check_sampling_workers
 from critic.distributions import kl_divergence, make_dist
 from critic.optim import MemberAdam, backward_step
@@ -296,8 +297,7 @@ class PPO(Batched, Agent):
 
     def _build(self) -> None:
         cfg = self.cfg
-        self.nets = ActorCriticNet(self.obs_space, self.act_space, cfg.hidden_sizes, cfg.activation,
-                                   cfg.shared_body, cfg.ortho_init, cfg.log_std_init).to(self.device)
+        self.nets = actor_critic_net(self, cfg).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         self.kl_coef = torch.tensor(float(cfg.kl_coef), device=self.device) if cfg.kl_penalty != "none" else None
         self.collector = on_policy_collector(self, cfg.n_steps)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from critic.agent import Agent
 from critic.algos.batch import Batched, SeedBatch
-from critic.algos.common import adam
+from critic.algos.common import adam, user_encoder
 from critic.buffers.replay import ReplayBuffer
 from critic.collect import ReplayCollector
 from critic.config import ConfigError, OffPolicyConfig, check
@@ -74,18 +74,24 @@ class SACNets(nn.Module):
     """Actor, Q ensemble and its target, log alpha. ``n_actions`` > 0 selects the discrete form
     (softmax actor, critics with one output per action)."""
 
-    def __init__(self, obs_space: gym.Space, act_dim: int, cfg: SACConfig, n_actions: int = 0):
+    def __init__(self, obs_space: gym.Space, act_dim: int, cfg: SACConfig, n_actions: int = 0,
+                 make_encoder=None):
         super().__init__()
         self.discrete = n_actions > 0
-        # Images: a Nature-CNN for the actor and one shared by the critics (uint8 scaled inside).
-        self.actor_encoder = encoder_for(obs_space) if is_image_space(obs_space) else None
+        # Images: a Nature-CNN for the actor and one shared by the critics (uint8 scaled inside);
+        # a user encoder (``make_encoder()``, a fresh one per call) takes the same two places.
+        if make_encoder is None and is_image_space(obs_space):
+            make_encoder = lambda: encoder_for(obs_space)  # noqa: E731
+        self.actor_encoder = make_encoder() if make_encoder is not None else None
         obs_dim = self.actor_encoder.out_dim if self.actor_encoder is not None else flat_dim(obs_space)
-        self.actor_body = mlp(obs_dim, cfg.hidden_sizes, None, cfg.activation, ortho_init=False)
+        actor_sizes = cfg.sizes_of("actor")
+        self.actor_body = mlp(obs_dim, actor_sizes, None, cfg.activation, ortho_init=False,
+                              layer_norm=cfg.layer_norm)
         # discrete: logits; continuous: mean and log-std
-        self.actor_head = nn.Linear(cfg.hidden_sizes[-1], n_actions if self.discrete else 2 * act_dim)
-        enc = encoder_for(obs_space) if self.actor_encoder is not None else None
-        self.critic = QEnsemble(obs_dim, 0 if self.discrete else act_dim, cfg.hidden_sizes, cfg.n_critics,
-                                cfg.activation, n_outputs=max(n_actions, 1), encoder=enc)
+        self.actor_head = nn.Linear(actor_sizes[-1], n_actions if self.discrete else 2 * act_dim)
+        enc = make_encoder() if self.actor_encoder is not None else None
+        self.critic = QEnsemble(obs_dim, 0 if self.discrete else act_dim, cfg.sizes_of("critic"), cfg.n_critics,
+                                cfg.activation, n_outputs=max(n_actions, 1), encoder=enc, layer_norm=cfg.layer_norm)
         self.critic_target = freeze(copy.deepcopy(self.critic))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.ent_coef_init)))
 
@@ -299,7 +305,8 @@ class SAC(Batched, Agent):
             n, act_dim = 0, flat_dim(self.act_space)
             default_target = -act_dim
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else default_target)
-        self.nets = SACNets(self.obs_space, act_dim, cfg, n_actions=n).to(self.device)
+        make_encoder = (lambda: user_encoder(self, cfg)) if cfg.encoder is not None else None  # noqa: E731
+        self.nets = SACNets(self.obs_space, act_dim, cfg, n_actions=n, make_encoder=make_encoder).to(self.device)
         self.optims = {
             "actor": adam([flatten_(self.nets.actor_parameters())], cfg.lr_of("actor"), cfg, cfg.optim_eps),
             "critic": adam([flatten_(self.nets.critic.parameters())], cfg.lr_of("critic"), cfg, cfg.optim_eps),

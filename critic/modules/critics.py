@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critic.nn import ACTIVATION_FNS
@@ -22,7 +23,7 @@ from critic.nn import ACTIVATION_FNS
 class QEnsemble(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n_critics: int = 2,
                  activation: str = "relu", last_layer_bound: float | None = None, n_outputs: int = 1,
-                 encoder: nn.Module | None = None):
+                 encoder: nn.Module | None = None, layer_norm: bool = False):
         super().__init__()
         self.E = n_critics
         self.act = ACTIVATION_FNS[activation]
@@ -43,6 +44,12 @@ class QEnsemble(nn.Module):
                 w[e], bias[e, 0] = lin.weight.detach().T, lin.bias.detach()
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(bias))
+        # layer_norm: each critic's hidden layers normalised (LayerNorm, its own scale and shift)
+        # before the activation.
+        self.ln_weights = nn.ParameterList([nn.Parameter(torch.ones(n_critics, 1, h)) for h in hidden]) \
+            if layer_norm else None
+        self.ln_biases = nn.ParameterList([nn.Parameter(torch.zeros(n_critics, 1, h)) for h in hidden]) \
+            if layer_norm else None
         # Image observations: one CNN (``obs_dim`` = its feature width) shared by the E members,
         # trained by the critic loss only; vectors go in flattened.
         self.encoder = encoder
@@ -60,7 +67,15 @@ class QEnsemble(nn.Module):
         ``[E, B, |A|]`` for ``s`` alone (type II)."""
         x = self._input(obs, act)
         return self._out(self._layers(x.unsqueeze(0).expand(self.E, *x.shape), list(self.weights),
-                                      list(self.biases)))
+                                      list(self.biases), self._norms()))
+
+    def _norms(self, params: dict[str, Tensor] | None = None, prefix: str = "", pick=None):
+        if self.ln_weights is None:
+            return None
+        if params is None:
+            return list(zip(self.ln_weights, self.ln_biases))
+        return [(pick(params[f"{prefix}.ln_weights.{i}"]), pick(params[f"{prefix}.ln_biases.{i}"]))
+                for i in range(len(self.ln_weights))]
 
     def stacked(self, params: dict[str, Tensor], prefix: str, obs: Tensor, act: Tensor | None = None,
                 e: int | None = None) -> Tensor:
@@ -76,10 +91,12 @@ class QEnsemble(nn.Module):
         pick = (lambda t: t) if e is None else (lambda t: t[:, e:e + 1])  # noqa: E731
         h = x.unsqueeze(1).expand(x.shape[0], self.E if e is None else 1, *x.shape[1:])
         out = self._out(self._layers(h, [pick(params[f"{prefix}.weights.{i}"]) for i in range(n)],
-                                     [pick(params[f"{prefix}.biases.{i}"]) for i in range(n)]))
+                                     [pick(params[f"{prefix}.biases.{i}"]) for i in range(n)],
+                                     self._norms(params, prefix, pick)))
         return out if e is None else out.squeeze(1)
 
-    def _layers(self, h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+    def _layers(self, h: Tensor, weights: list[Tensor], biases: list[Tensor],
+                norms: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         n = len(weights)
         for i, (w, b) in enumerate(zip(weights, biases)):
             if i == n - 1 and self.n_outputs == 1:
@@ -92,8 +109,14 @@ class QEnsemble(nn.Module):
             else:  # members stacked in front: [M, E, B, in] @ [M, E, in, out]
                 h = torch.matmul(h, w) + b
             if i < n - 1:
+                if norms is not None:
+                    h = self._norm(h, *norms[i])
                 h = self.act(h)
         return h
+
+    @staticmethod
+    def _norm(h: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+        return torch.addcmul(shift, F.layer_norm(h, h.shape[-1:]), scale)
 
     def member(self, e: int, obs: Tensor, act: Tensor | None = None) -> Tensor:
         """Q of member ``e`` alone, ``[B]`` or ``[B, |A|]`` (e.g. TD3's actor loss uses Q1)."""
@@ -102,5 +125,7 @@ class QEnsemble(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.addmm(b[e], h, w[e])
             if i < n - 1:
+                if self.ln_weights is not None:
+                    h = self._norm(h, self.ln_weights[i][e], self.ln_biases[i][e])
                 h = self.act(h)
         return self._out(h)

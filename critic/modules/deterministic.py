@@ -26,18 +26,23 @@ class DeterministicNets(nn.Module):
     """Deterministic tanh actor and a Q ensemble of ``n_critics``, each with its target copy."""
 
     def __init__(self, obs_space: gym.Space, act_dim: int, hidden_sizes: tuple[int, ...], activation: str,
-                 n_critics: int):
+                 n_critics: int, critic_sizes: tuple[int, ...] | None = None, layer_norm: bool = False,
+                 make_encoder=None):
         super().__init__()
-        self._image = is_image_space(obs_space)
-        enc = encoder_for(obs_space) if self._image else None  # images: a Nature-CNN in front of the MLP
+        # images: a Nature-CNN in front of each MLP; a user encoder (``make_encoder()``, a fresh
+        # one per call) takes the same places
+        if make_encoder is None and is_image_space(obs_space):
+            make_encoder = lambda: encoder_for(obs_space)  # noqa: E731
+        self._image = make_encoder is not None  # (an encoder in front: the actor is nn.Sequential(enc, mlp))
+        enc = make_encoder() if make_encoder is not None else None
         obs_dim = enc.out_dim if enc is not None else flat_dim(obs_space)
-        self.actor = mlp(obs_dim, hidden_sizes, act_dim, activation, ortho_init=False)
+        self.actor = mlp(obs_dim, hidden_sizes, act_dim, activation, ortho_init=False, layer_norm=layer_norm)
         init_uniform(self.actor[-1], 3e-3)
         if enc is not None:
             self.actor = nn.Sequential(enc, self.actor)
         self.actor_target = freeze(copy.deepcopy(self.actor))
-        self.critic = QEnsemble(obs_dim, act_dim, hidden_sizes, n_critics, activation,
-                                encoder=encoder_for(obs_space) if self._image else None)
+        self.critic = QEnsemble(obs_dim, act_dim, critic_sizes or hidden_sizes, n_critics, activation,
+                                encoder=make_encoder() if make_encoder is not None else None, layer_norm=layer_norm)
         self.critic_target = freeze(copy.deepcopy(self.critic))
 
     def mu(self, obs: Tensor, target: bool = False) -> Tensor:

@@ -80,12 +80,15 @@ def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 def stacked_sequential(seq: nn.Sequential, params: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
-    """An ``nn.Sequential`` of Linear layers and elementwise activations (``critic.nn.mlp``) for
+    """An ``nn.Sequential`` of Linear layers, LayerNorms and elementwise activations (``critic.nn.mlp``) for
     M members at once, with the members' weights ``params[f"{prefix}.{i}.weight"]`` stacked
     ``[M, ...]`` and ``x [M, B, in]``: one batched product per layer where vmap would trace each."""
     for i, layer in enumerate(seq):
         if isinstance(layer, nn.Linear):
             x = stacked_linear(x, params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"])
+        elif _affine_layer_norm(layer):  # normalise, then each member's own scale and shift
+            x = torch.nn.functional.layer_norm(x, layer.normalized_shape, None, None, layer.eps)
+            x = torch.addcmul(params[f"{prefix}.{i}.bias"].unsqueeze(-2), x, params[f"{prefix}.{i}.weight"].unsqueeze(-2))
         elif not list(layer.parameters()) and not list(layer.buffers()):
             x = layer(x)  # an activation: elementwise, any shape
         else:
@@ -93,10 +96,16 @@ def stacked_sequential(seq: nn.Sequential, params: dict[str, Tensor], prefix: st
     return x
 
 
+def _affine_layer_norm(m: nn.Module) -> bool:
+    return (isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1 and m.weight is not None
+            and m.bias is not None)
+
+
 def stackable(seq: nn.Module) -> bool:
     """Whether :func:`stacked_sequential` runs ``seq``."""
     return isinstance(seq, nn.Sequential) and all(
-        isinstance(m, nn.Linear) or (not list(m.parameters()) and not list(m.buffers())) for m in seq)
+        isinstance(m, nn.Linear) or _affine_layer_norm(m) or (not list(m.parameters()) and not list(m.buffers()))
+        for m in seq)
 
 
 def run_members(nets: Any, fn: Callable[..., Any], *args: Any) -> Any:

@@ -9,11 +9,41 @@ from torch import Tensor, nn
 
 from critic.distributions import make_dist, param_dim
 from critic.modules.members import stackable, stacked_linear, stacked_sequential
-from critic.nn import ACTIVATION_FNS, encoder_for, init_layer, is_image_space, mlp
+from critic.nn import _FAST_FNS, ACTIVATIONS, encoder_for, init_layer, is_image_space, mlp
 
 
-def _linears(seq: nn.Module | None) -> list[nn.Linear]:
-    return [m for m in seq.modules() if isinstance(m, nn.Linear)] if seq is not None else []
+def _plan(seq: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | None, object]] | None:
+    """``critic.nn.mlp``'s Linear-[LayerNorm]-activation triples as (linear, norm, function), run
+    as plain ``F.linear``/``F.layer_norm`` calls; None for any other body (called as a module, so
+    every layer it holds is applied)."""
+    if not isinstance(seq, nn.Sequential):
+        return None
+    mods, out, i = list(seq), [], 0
+    while i < len(mods):
+        lin = mods[i]
+        norm = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.LayerNorm) else None
+        j = i + (2 if norm is not None else 1)
+        if not isinstance(lin, nn.Linear) or j >= len(mods) or type(mods[j]) not in _ACT_TYPES:
+            return None
+        act = mods[j]
+        fast = _FAST_FNS.get(type(act).__name__.lower())
+        out.append((lin, norm, fast if fast is not None and repr(act) == repr(type(act)()) else act))
+        i = j + 1
+    return out
+
+
+_ACT_TYPES = set(ACTIVATIONS.values())
+
+
+class _Whole:
+    """A body run as a module (kept out of the network's registered submodules: it is already
+    registered under its own name)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.module(x)
 
 
 class ActorCriticNet(nn.Module):
@@ -21,44 +51,74 @@ class ActorCriticNet(nn.Module):
 
     Vector observations: two separate MLPs (``shared=False``, the PPO default) or one body
     with two heads (``shared=True``). Image observations always share one Nature-CNN encoder.
-    Box actions use a state-independent log-std parameter. The policy head starts near
+    A user ``encoder`` (an ``nn.Module`` with ``out_dim``) is shared by both sides and feeds their
+    MLPs. Box actions use a state-independent log-std parameter. The policy head starts near
     uniform (gain 0.01). The MLPs run as plain ``F.linear``/activation calls: nn.Module
     dispatch costs a few microseconds per layer, a real share of a 64-64 network's forward.
     """
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, hidden_sizes=(64, 64),
                  activation: str = "tanh", shared: bool = False, ortho_init: bool = True,
-                 log_std_init: float = 0.0):
+                 log_std_init: float = 0.0, actor_sizes=None, critic_sizes=None, layer_norm: bool = False,
+                 encoder: nn.Module | None = None):
         super().__init__()
         self.act_space = act_space
-        self._vector = not is_image_space(obs_space)
-        self.shared = shared or not self._vector
-        self._act = ACTIVATION_FNS[activation]
+        pi_sizes = tuple(actor_sizes or hidden_sizes)
+        vf_sizes = tuple(critic_sizes or hidden_sizes)
+        self._vector = not is_image_space(obs_space) and encoder is None  # raw vectors into the MLPs
+        image = is_image_space(obs_space) and encoder is None  # the Nature-CNN, heads on its features
+        self.shared = shared or image
         P = param_dim(act_space)
-        self.encoder = encoder_for(obs_space)
+        self.encoder = encoder if encoder is not None else encoder_for(obs_space)
         d = self.encoder.out_dim
         if self.shared:
-            self.body = mlp(d, hidden_sizes, None, activation, ortho_init) if self._vector else nn.Identity()
-            d_out = hidden_sizes[-1] if self._vector else d
+            if not image and pi_sizes != vf_sizes:
+                raise ValueError(f"a shared body has one set of widths, but the actor's are {list(pi_sizes)} "
+                                 f"and the critic's {list(vf_sizes)}")
+            self.body = nn.Identity() if image else mlp(d, pi_sizes, None, activation, ortho_init,
+                                                        layer_norm=layer_norm)
+            d_pi = d_vf = d if image else pi_sizes[-1]
         else:
-            self.pi_body = mlp(d, hidden_sizes, None, activation, ortho_init)
-            self.vf_body = mlp(d, hidden_sizes, None, activation, ortho_init)
-            d_out = hidden_sizes[-1]
-        self.pi_head, self.vf_head = nn.Linear(d_out, P), nn.Linear(d_out, 1)
+            self.pi_body = mlp(d, pi_sizes, None, activation, ortho_init, layer_norm=layer_norm)
+            self.vf_body = mlp(d, vf_sizes, None, activation, ortho_init, layer_norm=layer_norm)
+            d_pi, d_vf = pi_sizes[-1], vf_sizes[-1]
+        self.pi_head, self.vf_head = nn.Linear(d_pi, P), nn.Linear(d_vf, 1)
         if ortho_init:
             init_layer(self.pi_head, 0.01)
             init_layer(self.vf_head, 1.0)
         self.log_std = (nn.Parameter(torch.full((P,), float(log_std_init)))
                         if isinstance(act_space, gym.spaces.Box) else None)
-        self._body = _linears(self.body) if self.shared else []
-        self._pi = _linears(self.pi_body) if not self.shared else []
-        self._vf = _linears(self.vf_body) if not self.shared else []
+        self._body = self._runner(self.body) if self.shared else None
+        self._pi = self._runner(self.pi_body) if not self.shared else None
+        self._vf = self._runner(self.vf_body) if not self.shared else None
 
-    def _mlp(self, x: Tensor, layers: list[nn.Linear]) -> Tensor:
-        act = self._act
-        for lin in layers:
-            x = act(F.linear(x, lin.weight, lin.bias))
-        return x
+    @staticmethod
+    def _runner(seq: nn.Module):
+        """How :meth:`_mlp` runs a body: ``(linears, act)`` for Linear-activation pairs with one
+        activation function (the common case, a tight loop), a plan of (linear, norm, activation)
+        triples, or the module itself (the identity of an image body, or any other layers)."""
+        plan = _plan(seq)
+        if plan is None:
+            return _Whole(seq)
+        if all(norm is None for _, norm, _ in plan) and len({id(f) for _, _, f in plan}) == 1:
+            return [lin for lin, _, _ in plan], plan[0][2]
+        return plan
+
+    @staticmethod
+    def _mlp(x: Tensor, runner) -> Tensor:
+        if isinstance(runner, tuple):
+            layers, act = runner
+            for lin in layers:
+                x = act(F.linear(x, lin.weight, lin.bias))
+            return x
+        if isinstance(runner, list):
+            for lin, norm, act in runner:
+                x = F.linear(x, lin.weight, lin.bias)
+                if norm is not None:
+                    x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+                x = act(x)
+            return x
+        return runner(x)
 
     def _encode(self, obs: Tensor) -> Tensor:
         if self._vector:
