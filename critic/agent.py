@@ -31,7 +31,7 @@ from critic.envs.make import EnvError, EnvSpec, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.logger import Clock, Every, Progress, RunLogger, metrics_row, sigint_flag, write_summary
 from critic.modules.actions import box_clipper
-from critic.nn import compile_forwards, is_image_space, set_cpu_threads
+from critic.nn import compile_forwards, has_images, is_image_space, is_packed_space, set_cpu_threads
 from critic.seeding import rng_state, seed_everything, set_rng_state
 from critic.version import __version__
 
@@ -98,7 +98,7 @@ class Agent:
         if cfg.normalize_obs and self.image:
             raise ConfigError("invalid value for 'normalize_obs': True (image observations are scaled to [0, 1] "
                               "instead; allowed: false for image spaces)")
-        set_cpu_threads(self.device, cfg.torch_threads, wide=self.image or max(cfg.hidden_sizes) >= 256)
+        set_cpu_threads(self.device, cfg.torch_threads, wide=has_images(obs_space) or max(cfg.hidden_sizes) >= 256)
         self.prep = Preprocess(obs_space, self.image, cfg.num_envs, cfg.gamma, cfg.normalize_obs,
                                cfg.normalize_reward, cfg.reward_scale)
         self.stream = EnvStream(self.venv, self.prep) if self.venv is not None else None
@@ -282,15 +282,21 @@ class Agent:
     # ------------------------------------------------------------------ acting and evaluation
     def predict(self, obs: Any, deterministic: bool = False) -> np.ndarray:
         """Action(s) for one observation or a batch ``[B, *obs_shape]``, as the env expects them."""
+        packed = is_packed_space(self.obs_space)
+        if packed and isinstance(obs, (dict, tuple, list)):  # a Dict/Tuple observation (or a batch of them)
+            obs = self.obs_space.layout.pack(obs)
         x = np.asarray(obs)
         shape = self.obs_space.shape
         single = x.shape == shape
         if single:
             x = x[None]
         elif x.shape[1:] != shape:
-            raise ValueError(f"observation of shape {x.shape} matches neither the observation space {shape} "
-                             f"nor a batch [B, *{shape}]")
-        if not self.image:
+            what = (f"Dict/Tuple observations of {self.obs_space.layout.space} (packed {shape})" if packed
+                    else f"the observation space {shape}")
+            raise ValueError(f"observation of shape {x.shape} matches neither {what} nor a batch [B, *{shape}]")
+        if packed:
+            x = x.astype(np.uint8, copy=False)
+        elif not self.image:
             x = x.astype(np.float32, copy=False)
         x = self.prep.obs(x)
         with torch.inference_mode():

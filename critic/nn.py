@@ -168,14 +168,74 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1).float() if x.dim() > 2 else x.float() if x.dtype != torch.float32 else x
 
 
+def is_packed_space(space: gym.Space) -> bool:
+    """A Dict/Tuple observation space packed into bytes (``critic.envs.packing.PackedObs``)."""
+    return hasattr(space, "layout") and isinstance(space, gym.spaces.Box)
+
+
+def needs_encoder(space: gym.Space) -> bool:
+    """Whether observations pass an encoder module before the MLPs (images, Dict/Tuple), rather
+    than going in as flat vectors."""
+    return is_image_space(space) or is_packed_space(space)
+
+
+def has_images(space: gym.Space) -> bool:
+    return is_image_space(space) or (is_packed_space(space) and any(f.kind == "image" for f in space.layout.fields))
+
+
 def encoder_for(space: gym.Space) -> nn.Module:
-    """Nature-CNN for image Boxes (C,H,W or H,W,C uint8), flatten otherwise."""
+    """Nature-CNN for image Boxes (C,H,W or H,W,C uint8), one encoder per key for Dict/Tuple
+    observations (:class:`DictEncoder`), flatten otherwise."""
+    if is_packed_space(space):
+        return DictEncoder(space.layout)
     if is_image_space(space):
         shape = space.shape
         if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):  # HWC -> CHW
             return _HWCtoCHW(NatureCNN((shape[2], shape[0], shape[1])))
         return NatureCNN(shape)
     return Flatten(flat_dim(space))
+
+
+def _bytes_as(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bytes ``[..., k * size]`` reinterpreted as ``[..., k]`` values of ``dtype`` (copied first
+    where the slice is not contiguous or not aligned to the dtype's size)."""
+    size = torch.empty((), dtype=dtype).element_size()
+    if not b.is_contiguous() or b.storage_offset() % size:
+        b = b.clone(memory_format=torch.contiguous_format)
+    return b.view(dtype)
+
+
+class DictEncoder(nn.Module):
+    """Features of a packed Dict/Tuple observation (``critic.envs.packing``): the float32 vectors
+    as they are (one block), a one-hot per Discrete key, the Nature CNN per image key, side by
+    side (Stable-Baselines3's CombinedExtractor, with raw vectors). The ``action_mask`` key is
+    not a feature."""
+
+    def __init__(self, layout):
+        super().__init__()
+        self.layout = layout
+        self.F = layout.vector_size
+        self.discrete = [(f.offset, int(f.space.n), int(f.space.start)) for f in layout.fields if f.kind == "discrete"]
+        self.images = nn.ModuleList()
+        self._image_fields = []
+        for f in layout.fields:
+            if f.kind == "image":
+                self.images.append(encoder_for(f.space))
+                self._image_fields.append((f.offset, f.nbytes, f.shape))
+        self.out_dim = self.F + sum(n for _, n, _ in self.discrete) + sum(e.out_dim for e in self.images)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        parts = []
+        if self.F:
+            parts.append(_bytes_as(x[..., :4 * self.F], torch.float32))
+        for off, n, start in self.discrete:
+            idx = _bytes_as(x[..., off:off + 8], torch.int64).squeeze(-1) - start
+            parts.append(torch.nn.functional.one_hot(idx, n).to(torch.float32))
+        for enc, (off, nbytes, shape) in zip(self.images, self._image_fields):
+            img = x[..., off:off + nbytes].reshape(-1, *shape)
+            parts.append(enc(img).reshape(*lead, -1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
 
 class _HWCtoCHW(nn.Module):

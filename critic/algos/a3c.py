@@ -82,7 +82,7 @@ class A3CWorker:
         self.cfg, self.worker_id = cfg, worker_id
         self.agent = A2C(env, cfg.worker_config(worker_id, generation), allow_import=allow_import)
         if obs_stats is not None:  # normalise with (and add to) the statistics every process shares
-            self.agent.obs_norm.rms = SharedRunningMeanStd(self.agent.obs_space.shape, obs_stats)
+            self.agent.obs_norm.rms = SharedRunningMeanStd(self.agent.obs_norm.rms.mean.shape, obs_stats)
         self.opt = self.agent.optims["main"]  # only for its flat gradient buffer; never stepped
         self.flat = self.opt.param_groups[0]["params"][0]
         self.rollout_steps = 0  # env steps of the last rollout (n_steps x num_envs; an episode's length if episodic)
@@ -146,7 +146,7 @@ class A3C(Agent):
         self.nets = actor_critic_net(self, cfg).to(self.device)
         self.optims = {"main": make_optimizer(self.nets, cfg)}
         if self.obs_norm is not None:  # one set of statistics for the learner and every worker
-            self.obs_norm.rms = SharedRunningMeanStd(self.obs_space.shape)
+            self.obs_norm.rms = SharedRunningMeanStd(self.obs_norm.rms.mean.shape)
         self.collector = Collector()  # the workers collect and update; the learner stores nothing
         self._runner: Any = None
         self._active = False

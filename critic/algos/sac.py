@@ -41,7 +41,7 @@ from critic.losses.q import q_regression_loss, td_target
 from critic.modules.critics import QEnsemble
 from critic.modules.members import Members, run_members, stackable, stacked_linear, stacked_sequential
 from critic.modules.target import freeze, frozen, polyak_members, polyak_update
-from critic.nn import encoder_for, flat_dim, is_image_space, mlp
+from critic.nn import encoder_for, flat_dim, mlp, needs_encoder
 from critic.optim import backward_step, flatten_, step_
 
 
@@ -80,7 +80,7 @@ class SACNets(nn.Module):
         self.discrete = n_actions > 0
         # Images: a Nature-CNN for the actor and one shared by the critics (uint8 scaled inside);
         # a user encoder (``make_encoder()``, a fresh one per call) takes the same two places.
-        if make_encoder is None and is_image_space(obs_space):
+        if make_encoder is None and needs_encoder(obs_space):
             make_encoder = lambda: encoder_for(obs_space)  # noqa: E731
         self.actor_encoder = make_encoder() if make_encoder is not None else None
         obs_dim = self.actor_encoder.out_dim if self.actor_encoder is not None else flat_dim(obs_space)

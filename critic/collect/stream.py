@@ -31,8 +31,16 @@ class Preprocess:
 
     def __init__(self, obs_space: gym.Space, image: bool, num_envs: int, gamma: float, normalize_obs: bool,
                  normalize_reward: bool, reward_scale: float):
-        self.image = image
-        self.obs_norm = ObsNormalizer(obs_space.shape) if normalize_obs else None
+        from critic.nn import is_packed_space
+
+        # raw: images, and packed Dict/Tuple rows, reach the networks as the env's bytes
+        self.image = image or is_packed_space(obs_space)
+        if normalize_obs and is_packed_space(obs_space):
+            from critic.envs.packing import PackedNormalizer
+
+            self.obs_norm = PackedNormalizer(obs_space.layout)  # the float32 vectors only
+        else:
+            self.obs_norm = ObsNormalizer(obs_space.shape) if normalize_obs else None
         self.rew_norm = RewardNormalizer(num_envs, gamma) if normalize_reward else None
         self.reward_scale = reward_scale
 

@@ -131,6 +131,69 @@ class MatchBitsEnv(gym.Env):
         return self._obs(), r, False, self.t >= self.length, {}
 
 
+class PointGoalEnv(gym.Env):
+    """A goal-conditioned point in the plane (Gymnasium-Robotics' Dict convention): observe
+    ``{"observation": position, "achieved_goal": position, "desired_goal": goal}``, move by
+    ``0.1 * action`` (Box [-1, 1]^2), reward = -distance to the goal after the move. Episodes
+    last ``length`` steps with a fresh goal each; no termination. Heading straight for the goal
+    scores about -2.5 on average over 25 steps; standing still, about -10."""
+
+    def __init__(self, length: int = 25):
+        self.length = length
+        vec = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"observation": vec, "achieved_goal": vec, "desired_goal": vec})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def _obs(self):
+        p = self.pos.astype(np.float32)
+        return {"observation": p.copy(), "achieved_goal": p.copy(), "desired_goal": self.goal.astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = np.zeros(2)
+        self.goal = self.np_random.uniform(-0.7, 0.7, 2)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 0.1 * np.clip(np.asarray(action, np.float64), -1, 1), -1, 1)
+        self.t += 1
+        return self._obs(), -float(np.linalg.norm(self.pos - self.goal)), False, self.t >= self.length, {}
+
+
+class MixedDictEnv(gym.Env):
+    """A Dict of every kind of key critic packs: a 36x36 uint8 image (channels last), a Discrete
+    cue, a vector and a nested Tuple. Reward 1 for naming the cue (Discrete(3) actions), one step
+    at a time, ``length`` steps an episode."""
+
+    def __init__(self, length: int = 8):
+        self.length = length
+        self.observation_space = gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),
+            "cue": gym.spaces.Discrete(3),
+            "vec": gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+            "more": gym.spaces.Tuple((gym.spaces.Box(-1.0, 1.0, (2,), np.float64), gym.spaces.MultiBinary(3))),
+        })
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _obs(self):
+        self.cue = int(self.np_random.integers(3))
+        img = np.zeros((36, 36, 3), np.uint8)
+        img[:, :, self.cue] = 200
+        return {"image": img, "cue": self.cue, "vec": self.np_random.uniform(-1, 1, 4).astype(np.float32),
+                "more": (self.np_random.uniform(-1, 1, 2), self.np_random.integers(0, 2, 3).astype(np.int8))}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        r = float(int(action) == self.cue)
+        self.t += 1
+        return self._obs(), r, False, self.t >= self.length, {}
+
+
 class TinyImageEnv(gym.Env):
     """uint8 images (a bright square in a corner chosen by the hidden state), channels first
     (``hwc=False``) or last. Discrete: reward 1 for naming the corner. ``continuous``: a Box
@@ -338,7 +401,8 @@ def _register() -> None:
     Gymnasium's ``module:EnvId`` form imports the module, then looks EnvId up in the registry."""
     for env_id, entry, kwargs in (("critic/Identity-v0", IdentityEnv, {}),
                                   ("critic/OldStepAPI-v0", BrokenEnv, {"defect": "old_step"}),
-                                  ("critic/MatchBits-v0", MatchBitsEnv, {})):
+                                  ("critic/MatchBits-v0", MatchBitsEnv, {}),
+                                  ("critic/PointGoal-v0", PointGoalEnv, {})):
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry, kwargs=kwargs, max_episode_steps=50)
 

@@ -128,6 +128,10 @@ def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = N
         raise EnvError(_not_env_message(spec))
     if not isinstance(env, gym.Env):
         raise EnvError(_not_env_message(env))
+    from critic.envs.packing import PackObservation, packable
+
+    if packable(getattr(env, "observation_space", None)):
+        env = PackObservation(env)  # Dict/Tuple observations: one row of bytes (envs/packing.py)
     if seed is not None:
         env.action_space.seed(seed)
     return env
@@ -200,7 +204,8 @@ def make_vec_env(spec: EnvSpec, num_envs: int = 1, seed: int = 0, vectorization:
     return venv
 
 
-SUPPORTED_OBS = "Box (vectors, or images as (C,H,W)/(H,W,C) uint8)"
+SUPPORTED_OBS = ("Box (vectors, or images as (C,H,W)/(H,W,C) uint8), and Dict/Tuple of Box, Discrete, MultiBinary "
+                 "and MultiDiscrete nested one level at most")
 SUPPORTED_ACT = "Discrete, MultiDiscrete, MultiBinary, Box"
 # Which algorithms take each action space, for the error that refuses one.
 ALGOS_FOR_ACTIONS = {
@@ -213,9 +218,13 @@ ALGOS_FOR_ACTIONS = {
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, allowed_actions: tuple[type, ...] | None = None) -> None:
     """Fail at construction for spaces critic cannot handle, naming the space and what works."""
+    if isinstance(obs_space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        from critic.envs.packing import Layout
+
+        Layout(obs_space)  # raises for the subspaces critic cannot take
+        return check_spaces(gym.spaces.Box(0, 255, (1,), np.uint8), act_space, allowed_actions)
     if not isinstance(obs_space, gym.spaces.Box):
-        raise EnvError(f"unsupported observation space {obs_space!r}; supported: {SUPPORTED_OBS}. "
-                       "Flatten Dict/Tuple observations with gymnasium.wrappers.FlattenObservation")
+        raise EnvError(f"unsupported observation space {obs_space!r}; supported: {SUPPORTED_OBS}")
     if len(obs_space.shape) == 0 or len(obs_space.shape) > 3:
         raise EnvError(f"unsupported observation shape {obs_space.shape}; supported: {SUPPORTED_OBS}")
     allowed = allowed_actions or (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary,

@@ -9,6 +9,14 @@ import numpy as np
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    from critic.envs.packing import PackedObs
+
+    if isinstance(space, PackedObs):  # stored as the env's own Dict/Tuple space
+        return {"type": "Packed", "space": space_to_dict(space.layout.space)}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {str(k): space_to_dict(s) for k, s in space.spaces.items()}}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(s) for s in space.spaces]}
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
@@ -31,6 +39,14 @@ def _num(x: Any) -> Any:
 
 
 def space_from_dict(d: dict[str, Any]) -> gym.Space:
+    if d["type"] == "Packed":
+        from critic.envs.packing import PackedObs
+
+        return PackedObs(space_from_dict(d["space"]))
+    if d["type"] == "Dict":
+        return gym.spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
+    if d["type"] == "Tuple":
+        return gym.spaces.Tuple([space_from_dict(v) for v in d["spaces"]])
     if d["type"] == "Discrete":
         return gym.spaces.Discrete(d["n"], start=d.get("start", 0))
     if d["type"] == "MultiDiscrete":

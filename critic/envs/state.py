@@ -30,7 +30,13 @@ import numpy as np
 _RENDER_ATTRS = frozenset({"screen", "clock", "surf", "viewer", "renderer", "mujoco_renderer", "window",
                            "_viewers", "isopen", "render_mode", "metadata", "spec", "_cached_spec",
                            "_action_set"})  # (ALE: the constant list of the game's actions)
-_CONSTANT_TYPES: tuple[type, ...] = (gym.envs.registration.EnvSpec,)
+def _constant_types() -> tuple[type, ...]:
+    from critic.envs.packing import Layout
+
+    return (gym.envs.registration.EnvSpec, Layout)
+
+
+_CONSTANT_TYPES: tuple[type, ...] = _constant_types()
 
 
 class NotRestorable(Exception):

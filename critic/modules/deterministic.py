@@ -19,7 +19,7 @@ from critic.modules.actions import GaussianNoise, OUNoise
 from critic.modules.critics import QEnsemble
 from critic.modules.members import stackable, stacked_sequential
 from critic.modules.target import freeze
-from critic.nn import encoder_for, flat_dim, init_uniform, is_image_space, mlp
+from critic.nn import encoder_for, flat_dim, init_uniform, mlp, needs_encoder
 
 
 class DeterministicNets(nn.Module):
@@ -31,7 +31,7 @@ class DeterministicNets(nn.Module):
         super().__init__()
         # images: a Nature-CNN in front of each MLP; a user encoder (``make_encoder()``, a fresh
         # one per call) takes the same places
-        if make_encoder is None and is_image_space(obs_space):
+        if make_encoder is None and needs_encoder(obs_space):
             make_encoder = lambda: encoder_for(obs_space)  # noqa: E731
         self._image = make_encoder is not None  # (an encoder in front: the actor is nn.Sequential(enc, mlp))
         enc = make_encoder() if make_encoder is not None else None

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from critic.distributions import make_dist, param_dim
 from critic.modules.members import stackable, stacked_linear, stacked_sequential
-from critic.nn import _FAST_FNS, ACTIVATIONS, encoder_for, init_layer, is_image_space, mlp
+from critic.nn import _FAST_FNS, ACTIVATIONS, encoder_for, init_layer, is_image_space, is_packed_space, mlp
 
 
 def _plan(seq: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | None, object]] | None:
@@ -63,6 +63,8 @@ class ActorCriticNet(nn.Module):
                  encoder: nn.Module | None = None):
         super().__init__()
         self.act_space = act_space
+        if encoder is None and is_packed_space(obs_space):  # Dict/Tuple: one encoder per key, then the MLPs
+            encoder = encoder_for(obs_space)
         pi_sizes = tuple(actor_sizes or hidden_sizes)
         vf_sizes = tuple(critic_sizes or hidden_sizes)
         self._vector = not is_image_space(obs_space) and encoder is None  # raw vectors into the MLPs
