@@ -290,29 +290,23 @@ def _check_obs_space(out: _Findings, space: Any) -> None:
             out.warning("observation_space", f"{space!r} has low > high at index {i} "
                         f"({low[i]} > {high[i]}): no observation can be inside it")
         return
-    nested = isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)) and any(
-        isinstance(s, (gym.spaces.Dict, gym.spaces.Tuple)) for s in _subspaces(space))
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        try:
+            check_spaces(space, gym.spaces.Discrete(2))
+        except EnvError as e:
+            out.error("observation_space", str(e))
+        return
     try:
         check_spaces(space, gym.spaces.Discrete(2))
         msg = f"unsupported observation space {space!r}"  # (check_spaces takes only Box; kept for safety)
     except EnvError as e:
         msg = str(e)
-    if nested:
-        msg = msg.replace("unsupported observation space", "unsupported nested observation space", 1)
     if not getattr(space, "is_np_flattenable", False):
         msg += (" (it has parts of variable size, so FlattenObservation cannot help: "
                 "encode it into a fixed-size Box)")
-    elif not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
-        msg += f" (FlattenObservation also turns a {type(space).__name__} space into a Box)"
+    else:
+        msg += f" (FlattenObservation turns a {type(space).__name__} space into a Box)"
     out.error("observation_space", msg)
-
-
-def _subspaces(space: gym.Space) -> list[gym.Space]:
-    if isinstance(space, gym.spaces.Dict):
-        return list(space.spaces.values())
-    if isinstance(space, gym.spaces.Tuple):
-        return list(space.spaces)
-    return []
 
 
 def _first(mask: np.ndarray) -> Any:

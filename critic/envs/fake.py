@@ -303,9 +303,11 @@ class BrokenEnv(gym.Env):
         self.defect, self.length, self.at = defect, length, at
         box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
         self.observation_space = {
-            "dict_obs": gym.spaces.Dict({"x": box, "y": gym.spaces.Discrete(3)}),
-            "tuple_obs": gym.spaces.Tuple((box, gym.spaces.Discrete(3))),
-            "nested_obs": gym.spaces.Dict({"inner": gym.spaces.Tuple((box, box))}),
+            # Dict/Tuple observations critic cannot take (it takes them nested one level, of Box,
+            # Discrete, MultiBinary and MultiDiscrete)
+            "dict_obs": gym.spaces.Dict({"x": box, "y": gym.spaces.Text(5)}),
+            "tuple_obs": gym.spaces.Tuple((box, gym.spaces.Sequence(box))),
+            "nested_obs": gym.spaces.Dict({"inner": gym.spaces.Tuple((box, gym.spaces.Dict({"deep": box})))}),
             "discrete_obs": gym.spaces.Discrete(5),
         }.get(defect, box)
         act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

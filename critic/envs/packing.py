@@ -146,7 +146,7 @@ class Layout:
         """A packed row (or rows) -> ``{key: values}`` in their stored dtypes (for inspection)."""
         row = np.asarray(row, np.uint8)
         lead = row.shape[:-1]
-        return {f.key: np.ascontiguousarray(row[..., f.offset:f.offset + f.nbytes]).view(f.dtype).reshape(*lead, *f.shape)
+        return {f.key: np.ascontiguousarray(row[..., f.offset:f.offset + f.nbytes]).view(f.dtype).reshape(lead + f.shape)
                 for f in self.fields}
 
     def describe(self) -> dict[str, Any]:

@@ -168,7 +168,7 @@ def test_bad_input_errors():
 
 def test_unsupported_spaces_fail_at_construction():
     class DictObs(gym.Env):
-        observation_space = gym.spaces.Dict({"x": gym.spaces.Box(0, 1, (2,))})
+        observation_space = gym.spaces.Dict({"x": gym.spaces.Box(0, 1, (2,)), "t": gym.spaces.Text(4)})
         action_space = gym.spaces.Discrete(2)
 
         def reset(self, *, seed=None, options=None):
@@ -181,9 +181,9 @@ def test_unsupported_spaces_fail_at_construction():
         def reset(self, *, seed=None, options=None):
             return self.observation_space.sample(), {}
 
-    with pytest.raises(critic.EnvError, match="observation space Dict"):
+    with pytest.raises(critic.EnvError, match="observation subspace 't': Text"):
         critic.PPO(DictObs)
-    with pytest.raises(critic.EnvError, match="action space Tuple.*Discrete, MultiDiscrete, Box"):
+    with pytest.raises(critic.EnvError, match="action space Tuple.*Discrete, MultiDiscrete, MultiBinary, Box"):
         critic.PPO(TupleAct)
 
 

@@ -199,12 +199,13 @@ DICT_OBS = gym.spaces.Dict({"pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32), 
 TUPLE_ACT = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))
 
 
-def test_dict_observation_space_is_refused_naming_the_space():
-    with pytest.raises(EnvError) as e:
-        check_spaces(DICT_OBS, gym.spaces.Discrete(2))
-    assert "Dict" in str(e.value) and "observation" in str(e.value)
-    with pytest.raises(EnvError, match="unsupported observation space Dict"):
-        critic.A2C(lambda: _SpaceEnv(DICT_OBS, gym.spaces.Discrete(2)))
+def test_a_dict_observation_space_too_deep_is_refused_naming_the_key():
+    check_spaces(DICT_OBS, gym.spaces.Discrete(2))  # one level: taken (packed, envs/packing.py)
+    deep = gym.spaces.Dict({"a": gym.spaces.Dict({"b": DICT_OBS})})
+    with pytest.raises(EnvError, match="'a.b' is nested two levels deep"):
+        check_spaces(deep, gym.spaces.Discrete(2))
+    with pytest.raises(EnvError, match="'a.b' is nested two levels deep"):
+        critic.A2C(lambda: _SpaceEnv(deep, gym.spaces.Discrete(2)))
 
 
 def test_tuple_action_space_is_refused_naming_the_space():
