@@ -169,6 +169,32 @@ _DEVICE = re.compile(r"cpu|mps|auto|cuda(:(0|[1-9][0-9]{0,3}))?", re.ASCII)  # w
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
+# Hidden activations: every elementwise, parameter-free activation of torch.nn, by its class
+# name in any case, with or without underscores ('tanh', 'SiLU', 'leaky_relu'). Left out: the
+# ones that mix a row (Softmax, LogSoftmax, Softmin, Softmax2d), halve it (GLU), draw random
+# slopes (RReLU), learn a parameter (PReLU) or need arguments (Threshold). (critic.nn builds them.)
+TORCH_ACTIVATIONS = ("ReLU", "Hardtanh", "ReLU6", "Sigmoid", "Hardsigmoid", "Tanh", "SiLU", "Mish", "Hardswish",
+                     "ELU", "CELU", "SELU", "GELU", "Hardshrink", "LeakyReLU", "LogSigmoid", "Softplus",
+                     "Softshrink", "Softsign", "Tanhshrink")
+ACTIVATION_NAMES = tuple(sorted(n.lower() for n in TORCH_ACTIVATIONS))
+
+
+def activation_key(name: str) -> str | None:
+    """The canonical (lower-case) name of an activation, or None if critic has none by that name."""
+    key = str(name).lower().replace("_", "").replace("-", "")
+    return key if key in ACTIVATION_NAMES else None
+
+
+def encoder_path(fn: object) -> str:
+    """The import path ``module:qualname`` of a module-level encoder factory (what a checkpoint
+    stores instead of code)."""
+    module, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not callable(fn) or not module or not qual or "<" in qual:
+        raise ConfigError(f"invalid value for 'encoder': {fn!r} (allowed: a module-level function or class "
+                          "taking the observation space and returning a torch.nn.Module, so that a saved "
+                          "model can name it; lambdas and nested functions have no import path)")
+    return f"{module}:{qual}"
+
 
 @dataclass(kw_only=True)
 class Config:
@@ -246,7 +272,6 @@ class Config:
               "a number in [0, 1]")
         check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
               "hidden_sizes", self.hidden_sizes, "one or more positive integers")
-        from critic.nn import ACTIVATION_NAMES, activation_key
         check(activation_key(self.activation) is not None, "activation", self.activation,
               f"a torch.nn activation by name: {', '.join(ACTIVATION_NAMES)} (any case, '_' optional)")
         for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
@@ -602,8 +627,6 @@ def build_config(config_cls: type[Config], config: Config | dict | None, overrid
         raise ConfigError(f"config must be a {config_cls.__name__}, a dict or None, got {type(config).__name__}")
     data.update(overrides)
     if callable(data.get("encoder")):  # a factory function: stored by its import path, never as code
-        from critic.nn import encoder_path
-
         data["encoder"] = encoder_path(data["encoder"])
     return config_cls.from_dict(data)
 

@@ -11,26 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from critic.config import ConfigError
+from critic.config import ACTIVATION_NAMES, TORCH_ACTIVATIONS, ConfigError, activation_key
 
-# Hidden activations: every elementwise, parameter-free activation of torch.nn, by its class
-# name in any case, with or without underscores ('tanh', 'SiLU', 'leaky_relu'). Left out: the
-# ones that mix a row (Softmax, LogSoftmax, Softmin, Softmax2d), halve it (GLU), draw random
-# slopes (RReLU), learn a parameter (PReLU) or need arguments (Threshold).
-_TORCH_ACTIVATIONS = ("ReLU", "Hardtanh", "ReLU6", "Sigmoid", "Hardsigmoid", "Tanh", "SiLU", "Mish", "Hardswish",
-                      "ELU", "CELU", "SELU", "GELU", "Hardshrink", "LeakyReLU", "LogSigmoid", "Softplus",
-                      "Softshrink", "Softsign", "Tanhshrink")
-ACTIVATIONS: dict[str, type[nn.Module]] = {n.lower(): getattr(nn, n) for n in _TORCH_ACTIVATIONS}
-ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
+# every elementwise, parameter-free torch.nn activation, by its lower-case name (critic.config)
+ACTIVATIONS: dict[str, type[nn.Module]] = {n.lower(): getattr(nn, n) for n in TORCH_ACTIVATIONS}
 # Plain functions for the hot path (an nn.Module call costs a few microseconds per layer).
 _FAST_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu,
              "gelu": torch.nn.functional.gelu}
-
-
-def activation_key(name: str) -> str | None:
-    """The canonical (lower-case) name of an activation, or None if critic has none by that name."""
-    key = str(name).lower().replace("_", "").replace("-", "")
-    return key if key in ACTIVATIONS else None
 
 
 def activation_module(name: str) -> nn.Module:
@@ -264,17 +251,6 @@ def compile_forwards(net: nn.Module) -> None:
 # -- your own encoder ---------------------------------------------------------------------------
 class EncoderError(ConfigError):
     """A user encoder that cannot be imported, is not allowed, or does not fit the observations."""
-
-
-def encoder_path(fn: object) -> str:
-    """The import path ``module:qualname`` of a module-level encoder factory (what a checkpoint
-    stores instead of code)."""
-    module, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not callable(fn) or not module or not qual or "<" in qual:
-        raise EncoderError(f"invalid value for 'encoder': {fn!r} (allowed: a module-level function or class "
-                           "taking the observation space and returning a torch.nn.Module, so that a saved "
-                           "model can name it; lambdas and nested functions have no import path)")
-    return f"{module}:{qual}"
 
 
 def resolve_encoder(path: str, allow_import: tuple[str, ...] = ()):

@@ -18,14 +18,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from critic.envs.errors import EnvError  # noqa: F401  (re-exported: critic.envs.make.EnvError)
 from critic.envs.atari import is_atari_id
 
 
 EnvSpec = str | Callable[[], gym.Env] | gym.Env | gym.vector.VectorEnv
 
 
-class EnvError(ValueError):
-    """An environment critic cannot use (the message says which and why)."""
 
 
 # PyBullet locomotion and control tasks, from the maintained Gymnasium port of pybullet's envs

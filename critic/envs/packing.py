@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from critic.envs.make import EnvError
+from critic.envs.errors import EnvError
 
 MASK_KEY = "action_mask"
 
@@ -148,12 +148,6 @@ class Layout:
         lead = row.shape[:-1]
         return {f.key: np.ascontiguousarray(row[..., f.offset:f.offset + f.nbytes]).view(f.dtype).reshape(lead + f.shape)
                 for f in self.fields}
-
-    def describe(self) -> dict[str, Any]:
-        """The original space as JSON (a checkpoint stores this, never the packed Box)."""
-        from critic.envs.spaces import space_to_dict
-
-        return space_to_dict(self.space)
 
 
 class PackedObs(gym.spaces.Box):
