@@ -88,12 +88,14 @@ class Agent:
         self.env_spec = env
         """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
         self.np_rng = seed_everything(cfg.seed)
+        env = self.build_spec = self._with_masks(env)
         self.eval_env = EvalEnv(env, self.allow_import, seed=cfg.seed + 100_003)
         self.env_steps = 0
         self.venv, obs_space, act_space = open_training_env(
             env, num_envs=cfg.num_envs, seed=cfg.seed, vectorization=cfg.vectorization,
             allow_import=self.allow_import, allowed_actions=self.allowed_actions, spaces=spaces)
         self.obs_space, self.act_space = obs_space, act_space
+        self._check_masks()
         self.image = is_image_space(obs_space)
         if cfg.normalize_obs and self.image:
             raise ConfigError("invalid value for 'normalize_obs': True (image observations are scaled to [0, 1] "
@@ -115,6 +117,31 @@ class Agent:
         self._build()
         if cfg.compile:
             compile_forwards(self.nets)
+
+    def _with_masks(self, env: EnvSpec | None) -> EnvSpec | None:
+        """``env``, or (when it gives action masks in its infos or by an ``action_masks()``
+        method, and ``action_masks`` is on) a spec whose envs carry the mask in the observation
+        (``envs/masking.py``). A Dict key ``action_mask`` needs nothing: it is packed as it is."""
+        from critic.envs.masking import MaskedEnv, detect
+
+        self.mask_source = detect(env, self.allow_import, self.cfg.seed) if self.cfg.action_masks else None
+        if self.mask_source in ("info", "method"):
+            return MaskedEnv(env, self.mask_source, self.allow_import)
+        return env
+
+    def _check_masks(self) -> None:
+        from critic.envs.masking import mask_size
+        from critic.nn import mask_field
+
+        field = mask_field(self.obs_space) if self.cfg.action_masks else None
+        if field is None:
+            return
+        if not isinstance(self.act_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            raise EnvError(f"the env gives action masks, but its action space {self.act_space} takes none (masks "
+                           "apply to Discrete and MultiDiscrete actions); pass action_masks=False to ignore them")
+        if field[1] != mask_size(self.act_space):
+            raise EnvError(f"the action mask has {field[1]} flags, but the action space {self.act_space} needs "
+                           f"{mask_size(self.act_space)} (one per action, sub-actions side by side)")
 
     # ------------------------------------------------------------------ algorithm hooks
     def _build(self) -> None:
@@ -216,6 +243,8 @@ class Agent:
 
     def set_env(self, env: EnvSpec) -> None:
         """Attach (or replace) the training environment; its spaces must match the model's."""
+        spec = env
+        env = self.build_spec = self._with_masks(env)
         venv = make_vec_env(env, self.cfg.num_envs, self.cfg.seed, self.cfg.vectorization, self.allow_import)
         if not (same_space(venv.single_observation_space, self.obs_space)
                 and same_space(venv.single_action_space, self.act_space)):
@@ -224,8 +253,8 @@ class Agent:
         if self.venv is not None:
             self.venv.close()
         self.venv, self.stream = venv, EnvStream(venv, self.prep)
-        self.env_id = env if isinstance(env, str) else None
-        self.env_spec = env
+        self.env_id = spec if isinstance(spec, str) else None
+        self.env_spec = spec
         self.eval_env.close()
         self.eval_env = EvalEnv(env, self.allow_import, seed=self.cfg.seed + 100_003)
 
@@ -280,11 +309,29 @@ class Agent:
                              f"{self.updates}); {what}, the last good checkpoint is kept")
 
     # ------------------------------------------------------------------ acting and evaluation
-    def predict(self, obs: Any, deterministic: bool = False) -> np.ndarray:
-        """Action(s) for one observation or a batch ``[B, *obs_shape]``, as the env expects them."""
+    def predict(self, obs: Any, deterministic: bool = False, action_mask: Any = None) -> np.ndarray:
+        """Action(s) for one observation or a batch ``[B, *obs_shape]``, as the env expects them.
+        ``action_mask``: the valid actions (one 0/1 flag per action, ``[B, n]`` for a batch) of an
+        agent trained with masks; without one, every action counts as valid (or the observation's
+        own ``action_mask`` key, for a Dict observation)."""
         packed = is_packed_space(self.obs_space)
+        layout = self.obs_space.layout if packed else None
+        wrapped = layout is not None and isinstance(layout.space, gym.spaces.Dict) \
+            and set(layout.space.spaces) == {"obs", "action_mask"}  # envs/masking.py's observation
+        if action_mask is not None and (layout is None or layout.mask is None):
+            raise ValueError("action_mask given, but this agent was trained without action masks")
+        rows = isinstance(obs, np.ndarray) and obs.dtype == np.uint8 and obs.shape[-1:] == self.obs_space.shape
+        if wrapped and not rows and not (isinstance(obs, dict) and "action_mask" in obs):  # (rows: packed already)
+            n = layout.mask.size
+            lead = () if _is_single(obs, layout.space["obs"]) else (len(_first_leaf(obs)),)
+            obs = {"obs": obs, "action_mask": np.ones((*lead, n), np.float32) if action_mask is None else action_mask}
+        elif action_mask is not None:
+            if not isinstance(obs, dict):
+                raise ValueError("action_mask given with observations that are packed already (or not a dict): "
+                                 "give the env's own observation")
+            obs = {**obs, "action_mask": action_mask}
         if packed and isinstance(obs, (dict, tuple, list)):  # a Dict/Tuple observation (or a batch of them)
-            obs = self.obs_space.layout.pack(obs)
+            obs = layout.pack(obs)
         x = np.asarray(obs)
         shape = self.obs_space.shape
         single = x.shape == shape
@@ -306,7 +353,7 @@ class Agent:
 
     def make_eval_env(self, render_mode: str | None = None) -> gym.Env:
         """A single env to evaluate (or render) on: Atari games whole, with raw rewards."""
-        return eval_env_for(self.env_spec, render_mode, self.allow_import)
+        return eval_env_for(self.build_spec, render_mode, self.allow_import)
 
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: gym.Env | None = None,
                  seed: int | None = None) -> dict[str, Any]:
@@ -508,6 +555,23 @@ class TrainingSession:
         if interrupted:
             raise KeyboardInterrupt(f"training interrupted at env step {a.env_steps}"
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
+
+
+def _first_leaf(obs: Any) -> np.ndarray:
+    while isinstance(obs, (dict, tuple)):
+        obs = next(iter(obs.values())) if isinstance(obs, dict) else obs[0]
+    return np.asarray(obs)
+
+
+def _is_single(obs: Any, space: gym.Space) -> bool:
+    """Whether ``obs`` is one observation of ``space`` (not a batch)."""
+    while isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        if isinstance(space, gym.spaces.Dict):
+            key = next(iter(space.spaces))
+            space, obs = space[key], obs[key]
+        else:
+            space, obs = space[0], obs[0]
+    return np.ndim(obs) == len(space.shape)
 
 
 def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: tuple[str, ...] = (),

@@ -231,6 +231,10 @@ class Config:
     """Hidden layer widths of the critic (value or Q) MLP; none = hidden_sizes."""
     layer_norm: bool = False
     """A LayerNorm after each hidden linear layer, before its activation."""
+    action_masks: bool = True
+    """Use the env's action masks where it gives them (info['action_mask'], an action_masks()
+    method, or a Dict observation key 'action_mask'): invalid actions are never taken and have
+    probability 0 everywhere the policy is evaluated. False ignores them."""
     encoder: str | None = None
     """Your own observation encoder: 'package.module:function', a module-level function taking the
     observation space and returning a torch.nn.Module whose output (features) feeds the MLPs.

@@ -192,6 +192,30 @@ def _bytes_as(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return b.view(dtype)
 
 
+def mask_field(space: gym.Space) -> tuple[int, int] | None:
+    """(byte offset, number of flags) of the action mask in a packed observation row, or None."""
+    layout = getattr(space, "layout", None) if is_packed_space(space) else None
+    f = layout.mask if layout is not None else None
+    return None if f is None else (f.offset, f.size)
+
+
+def read_mask(obs: torch.Tensor, field: tuple[int, int]) -> torch.Tensor:
+    """The valid-action flags ``[..., n]`` (bool) stored in packed observation rows."""
+    off, n = field
+    return _bytes_as(obs[..., off:off + 4 * n], torch.float32) > 0.5
+
+
+MASKED_LOGIT = -1e9
+
+
+def mask_logits(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Logits with the invalid actions at -1e9: probability exactly 0 after a softmax (never
+    sampled), while every log-probability stays finite and far from overflow, so ``p * log p``,
+    ``p * (Q - alpha log p)`` and KLs are 0 there rather than NaN (the dtype's lowest value would
+    overflow once scaled by alpha). Masking moves no gradient into them."""
+    return logits.masked_fill(~valid, MASKED_LOGIT)
+
+
 class DictEncoder(nn.Module):
     """Features of a packed Dict/Tuple observation (``critic.envs.packing``): the float32 vectors
     as they are (one block), a one-hot per Discrete key, the Nature CNN per image key, side by

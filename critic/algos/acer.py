@@ -37,7 +37,7 @@ from critic.config import Config, ConfigError, check, check_choice
 from critic.losses.acer import EPS, acer_policy_objective, kl_grad, trust_region_project
 from critic.losses.q import q_regression_loss
 from critic.modules.target import freeze, polyak_update
-from critic.nn import encoder_for, init_layer, is_image_space, mlp
+from critic.nn import encoder_for, init_layer, is_image_space, mask_field, mask_logits, mlp, read_mask
 from critic.optim import backward_step
 from critic.returns import retrace
 
@@ -120,9 +120,11 @@ class ACERNet(nn.Module):
     """Shared body (MLP, or the Nature CNN for images), softmax policy head and Q head."""
 
     def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes=(64, 64), activation: str = "relu",
-                 ortho_init: bool = True, layer_norm: bool = False, encoder: nn.Module | None = None):
+                 ortho_init: bool = True, layer_norm: bool = False, encoder: nn.Module | None = None,
+                 action_masks: bool = False):
         super().__init__()
         self.n_actions = n_actions
+        self._mask = mask_field(obs_space) if action_masks else None  # (envs/masking.py)
         self.encoder = encoder if encoder is not None else encoder_for(obs_space)  # a user's feeds the MLP
         d = self.encoder.out_dim
         if is_image_space(obs_space) and encoder is None:
@@ -135,14 +137,18 @@ class ACERNet(nn.Module):
             init_layer(self.pi_head, 0.01)
             init_layer(self.q_head, 1.0)
 
+    def _logits(self, obs: Tensor, h: Tensor) -> Tensor:
+        logits = self.pi_head(h)
+        return logits if self._mask is None else mask_logits(logits, read_mask(obs, self._mask))
+
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Policy logits and Q-values, both ``[B, A]``."""
+        """Policy logits (invalid actions masked) and Q-values, both ``[B, A]``."""
         h = self.body(self.encoder(obs))
-        return self.pi_head(h), self.q_head(h)
+        return self._logits(obs, h), self.q_head(h)
 
     def probs(self, obs: Tensor) -> Tensor:
         h = self.body(self.encoder(obs))
-        return torch.softmax(self.pi_head(h), -1)
+        return torch.softmax(self._logits(obs, h), -1)
 
 
 class ACERNets(nn.Module):
@@ -230,7 +236,7 @@ class ACER(Agent):
                               f"policy and Q heads share one body, here {list(sizes)}; allowed: the actor's widths, "
                               "or none)")
         online = ACERNet(self.obs_space, n_actions, sizes, cfg.activation, cfg.ortho_init, layer_norm=cfg.layer_norm,
-                         encoder=user_encoder(self, cfg))
+                         encoder=user_encoder(self, cfg), action_masks=cfg.action_masks)
         self.nets = ACERNets(online).to(self.device)
         self.optims = {"main": make_optimizer(self.nets.online, cfg)}
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 else torch.float32

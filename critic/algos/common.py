@@ -40,7 +40,7 @@ def actor_critic_net(agent, cfg: OnPolicyConfig):
         return ActorCriticNet(agent.obs_space, agent.act_space, cfg.hidden_sizes, cfg.activation, cfg.shared_body,
                               cfg.ortho_init, cfg.log_std_init, actor_sizes=cfg.sizes_of("actor"),
                               critic_sizes=cfg.sizes_of("critic"), layer_norm=cfg.layer_norm,
-                              encoder=user_encoder(agent, cfg))
+                              encoder=user_encoder(agent, cfg), action_masks=cfg.action_masks)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

@@ -41,7 +41,7 @@ from critic.losses.q import q_regression_loss, td_target
 from critic.modules.critics import QEnsemble
 from critic.modules.members import Members, run_members, stackable, stacked_linear, stacked_sequential
 from critic.modules.target import freeze, frozen, polyak_members, polyak_update
-from critic.nn import encoder_for, flat_dim, mlp, needs_encoder
+from critic.nn import encoder_for, flat_dim, mask_field, mask_logits, mlp, needs_encoder, read_mask
 from critic.optim import backward_step, flatten_, step_
 
 
@@ -57,7 +57,8 @@ class SACConfig(OffPolicyConfig):
     """Entropy target of the automatic tuning; none means -dim(A) for Box actions and
     target_entropy_ratio * log(n) for n discrete actions."""
     target_entropy_ratio: float = 0.7
-    """Discrete actions: default target entropy as a fraction of the maximum, log(n)."""
+    """Discrete actions: default target entropy as a fraction of the maximum, log(n) (with action
+    masks: of each state's own maximum, log of its number of valid actions)."""
     n_critics: int = 2
     """Critics in the ensemble (the target takes their minimum)."""
 
@@ -94,6 +95,8 @@ class SACNets(nn.Module):
                                 cfg.activation, n_outputs=max(n_actions, 1), encoder=enc, layer_norm=cfg.layer_norm)
         self.critic_target = freeze(copy.deepcopy(self.critic))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.ent_coef_init)))
+        # discrete actions: the action masks stored in the observation rows (envs/masking.py)
+        self._mask = mask_field(obs_space) if cfg.action_masks and self.discrete else None
 
     def actor_parameters(self) -> list[nn.Parameter]:
         enc = list(self.actor_encoder.parameters()) if self.actor_encoder is not None else []
@@ -101,7 +104,10 @@ class SACNets(nn.Module):
 
     def dist(self, obs: Tensor) -> TanhGaussian | Categorical:
         x = self.actor_encoder(obs) if self.actor_encoder is not None else obs.reshape(obs.shape[0], -1)
-        return self._dist(self.actor_head(self.actor_body(x)))
+        out = self.actor_head(self.actor_body(x))
+        if self._mask is not None:
+            out = mask_logits(out.float(), read_mask(obs, self._mask))
+        return self._dist(out)
 
     def _dist(self, out: Tensor) -> TanhGaussian | Categorical:
         out = out.float()  # float32 under autocast
@@ -199,9 +205,21 @@ def update(nets: SACNets, opts: dict[str, torch.optim.Optimizer], batch: dict[st
     if nets.discrete:
         metrics["train/entropy"] = -gap
     if cfg.ent_coef is None:
-        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], gap + target_entropy)
+        gap_to_target = gap + target_entropy
+        if nets.discrete and nets._mask is not None and cfg.target_entropy is None:
+            gap_to_target = gap_to_target + masked_target_shift(nets, obs, cfg.target_entropy_ratio).mean()
+        metrics["loss/alpha"] = _alpha_step(nets, opts["alpha"], gap_to_target)
     polyak_update(nets.critic, nets.critic_target, cfg.tau)
     return metrics
+
+
+def masked_target_shift(nets: SACNets, obs: Tensor, ratio: float) -> Tensor:
+    """With action masks, the default target entropy of each state is ``ratio * log`` of its
+    number of valid actions (rather than of all n actions: an entropy that states with few valid
+    actions cannot reach, so the temperature would grow without bound). This is its offset from
+    ``ratio * log(n)`` per state: exactly 0 where every action is valid."""
+    valid = read_mask(obs, nets._mask)
+    return ratio * (torch.log(valid.sum(-1).to(torch.float32)) - math.log(valid.shape[-1]))
 
 
 def _alpha_step(nets: SACNets, opt: torch.optim.Optimizer, gap: Tensor) -> Tensor:
@@ -259,7 +277,13 @@ def update_members(batch: SeedBatch, data: dict[str, Tensor], active: Tensor) ->
     if bool(auto.any()):
         target_entropy = batch.constant("sac/target_entropy",
                                         lambda: torch.tensor([a.target_entropy for a in agents], dtype=gap.dtype))
-        loss, grad = temperature_loss(log_alpha.detach()[:, 0], gap + target_entropy)
+        gap_to_target = gap + target_entropy
+        if nets0.discrete and nets0._mask is not None:  # per-state targets where a member keeps the default
+            default = batch.constant("sac/masked_default",
+                                     lambda: torch.tensor([a.cfg.target_entropy is None for a in agents]))
+            shift = masked_target_shift(nets0, obs, agents[0].cfg.target_entropy_ratio).mean(-1)
+            gap_to_target = torch.where(default, gap_to_target + shift, gap_to_target)
+        loss, grad = temperature_loss(log_alpha.detach()[:, 0], gap_to_target)
         log_alpha.grad = torch.zeros_like(log_alpha)
         log_alpha.grad[:, 0] = grad
         opts["alpha"].step(active & auto)

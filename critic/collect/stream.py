@@ -89,8 +89,23 @@ class EnvStream:
         self.obs = self.prep.obs(self.stepper.reset(seed=seed), update=True)
 
     def sample_actions(self) -> np.ndarray:
-        """Uniform random env actions (warm-up), from the vector env's own seeded action space."""
-        return self.venv.action_space.sample()
+        """Uniform random env actions (warm-up), from the vector env's own seeded action space;
+        uniform over the valid actions where the observations carry action masks."""
+        from critic.nn import mask_field
+
+        field = mask_field(self.venv.single_observation_space)
+        if field is None or self.obs is None:
+            return self.venv.action_space.sample()
+        off, n = field
+        masks = np.ascontiguousarray(self.obs[:, off:off + 4 * n]).view(np.float32) > 0.5
+        if masks.all():  # every action valid: the unmasked draw (so all-valid masks change nothing)
+            return self.venv.action_space.sample()
+        space = self.venv.single_action_space
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            cuts = np.cumsum(space.nvec.reshape(-1))[:-1]
+            return np.stack([space.sample(mask=tuple(m.astype(np.int8) for m in np.split(row, cuts)))
+                             for row in masks])
+        return np.array([space.sample(mask=row.astype(np.int8)) for row in masks])
 
     def step(self, env_actions: np.ndarray) -> tuple[Step, np.ndarray]:
         """One vector step: the step (raw rewards, true next observations, finished episodes)

@@ -194,6 +194,68 @@ class MixedDictEnv(gym.Env):
         return self._obs(), r, False, self.t >= self.length, {}
 
 
+class MaskedChoiceEnv(gym.Env):
+    """Pick among the actions valid this step: ``n`` actions, a random subset of at least two valid
+    each step, reward 1 for the highest-numbered valid action, 0.2 for another valid one and -10
+    for an invalid one. The observation is a constant: nothing but the mask tells which actions
+    are valid, so an agent blind to it cannot avoid the -10s, while a masked agent only has to
+    learn to prefer higher numbers. ``source`` says how the mask is given: ``"info"``
+    (``info["action_mask"]``), ``"key"`` (a Dict observation with an ``action_mask`` key) or
+    ``"none"`` (not at all); :class:`MaskedChoiceMethodEnv` gives it by ``action_masks()``.
+    ``all_valid``: every action valid every step (to check that all-valid masks change nothing).
+    ``invalid`` counts the invalid actions taken."""
+
+    def __init__(self, n: int = 6, length: int = 20, source: str = "info", all_valid: bool = False):
+        self.n, self.length, self.source, self.all_valid = n, length, source, all_valid
+        self.action_space = gym.spaces.Discrete(n)
+        box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = (gym.spaces.Dict({"obs": box, "action_mask": gym.spaces.MultiBinary(n)})
+                                  if source == "key" else box)
+        self.invalid = 0
+
+    def _draw(self):
+        if self.all_valid:
+            self.mask = np.ones(self.n, np.int8)
+        else:
+            k = int(self.np_random.integers(2, self.n))
+            self.mask = np.zeros(self.n, np.int8)
+            self.mask[self.np_random.choice(self.n, k, replace=False)] = 1
+
+    def _out(self):
+        obs = np.zeros(2, np.float32)
+        if self.source == "key":
+            return {"obs": obs, "action_mask": self.mask.copy()}, {}
+        return obs, ({"action_mask": self.mask.copy()} if self.source == "info" else {})
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self._draw()
+        return self._out()
+
+    def step(self, action):
+        a = int(action)
+        if not self.mask[a]:
+            self.invalid += 1
+            r = -10.0
+        else:
+            r = 1.0 if a == int(np.flatnonzero(self.mask).max()) else 0.2
+        self.t += 1
+        self._draw()
+        obs, info = self._out()
+        return obs, r, False, self.t >= self.length, info
+
+
+class MaskedChoiceMethodEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` with its mask from ``action_masks()`` (sb3-contrib's convention)."""
+
+    def __init__(self, n: int = 6, length: int = 20, all_valid: bool = False):
+        super().__init__(n, length, source="method", all_valid=all_valid)
+
+    def action_masks(self) -> np.ndarray:
+        return self.mask.copy()
+
+
 class TinyImageEnv(gym.Env):
     """uint8 images (a bright square in a corner chosen by the hidden state), channels first
     (``hwc=False``) or last. Discrete: reward 1 for naming the corner. ``continuous``: a Box

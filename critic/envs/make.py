@@ -104,10 +104,12 @@ def _import_bullet(env_id: str) -> None:
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
-             allow_import: tuple[str, ...] = (), atari_eval: bool = False, **kwargs: Any) -> gym.Env:
+             allow_import: tuple[str, ...] = (), atari_eval: bool = False, pack: bool = True,
+             **kwargs: Any) -> gym.Env:
     """One (non-vector) env from an id or a callable; checks the result is a gymnasium.Env.
 
-    Atari ids get DeepMind preprocessing (``envs/atari.py``): the training variant (clipped
+    Dict/Tuple observations are packed into one uint8 row (``envs/packing.py``) unless
+    ``pack=False``. Atari ids get DeepMind preprocessing (``envs/atari.py``): the training variant (clipped
     rewards, a life loss ends the learner's episode) by default, whole games with raw rewards
     when ``atari_eval=True``. ``atari_eval`` is ignored for other envs.
     """
@@ -122,14 +124,14 @@ def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = N
     elif isinstance(spec, gym.Env):
         env = spec
     elif callable(spec):
-        env = spec()
+        env = spec(render_mode=render_mode) if render_mode and getattr(spec, "takes_render_mode", False) else spec()
     else:
         raise EnvError(_not_env_message(spec))
     if not isinstance(env, gym.Env):
         raise EnvError(_not_env_message(env))
     from critic.envs.packing import PackObservation, packable
 
-    if packable(getattr(env, "observation_space", None)):
+    if pack and packable(getattr(env, "observation_space", None)):
         try:
             env = PackObservation(env)  # Dict/Tuple observations: one row of bytes (envs/packing.py)
         except EnvError:

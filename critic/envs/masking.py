@@ -8,8 +8,8 @@ like any other (``envs/packing.py``), the mask in its own field of the row. So t
 observation is stored with it (rollouts, replay, ACER's segments, a true final observation),
 needs nothing from the vector env, and reaches every place a policy is evaluated with the
 observation it belongs to: the networks read it from the row (``DictEncoder.action_mask``) and
-give invalid actions a log-probability of about -3.4e38 (never sampled, probability 0 in
-losses, entropies, KLs and expectations, with no NaN).
+give invalid actions a logit of -1e9 (never sampled, probability 0 in losses, entropies, KLs
+and expectations, with no NaN).
 
 Masks apply to Discrete actions (one flag per action) and MultiDiscrete actions (the flags of
 every sub-action side by side, sb3-contrib's layout).
@@ -41,6 +41,23 @@ def has_method(env: gym.Env) -> bool:
         return callable(env.get_wrapper_attr("action_masks"))
     except AttributeError:
         return False
+
+
+def detect(spec: EnvSpec, allow_import: tuple[str, ...] = (), seed: int | None = None) -> str | None:
+    """Where the envs of ``spec`` take their action masks from (see :func:`find_mask_source`),
+    probing one env; None for vector envs, Atari ids and action spaces masks cannot apply to."""
+    from critic.envs.atari import is_atari_id
+
+    if spec is None or isinstance(spec, gym.vector.VectorEnv) or (isinstance(spec, str) and is_atari_id(spec)):
+        return None
+    env = make_env(spec, allow_import=allow_import)
+    try:
+        if not isinstance(env.action_space, MASKABLE):
+            return None
+        return find_mask_source(env, seed)
+    finally:
+        if env is not spec:
+            env.close()
 
 
 def find_mask_source(env: gym.Env, seed: int | None = None) -> str | None:
@@ -108,8 +125,11 @@ class MaskedEnv:
     def __init__(self, spec: EnvSpec, source: str, allow_import: tuple[str, ...] = ()):
         self.spec, self.source, self.allow_import = spec, source, tuple(allow_import)
 
-    def __call__(self, **kwargs: Any) -> gym.Env:
-        return MaskInObservation(make_env(self.spec, allow_import=self.allow_import, **kwargs), self.source)
+    takes_render_mode = True  # (make_env passes render_mode on to it)
+
+    def __call__(self, render_mode: str | None = None) -> gym.Env:
+        env = make_env(self.spec, render_mode=render_mode, allow_import=self.allow_import, pack=False)
+        return MaskInObservation(env, self.source)
 
     def __repr__(self) -> str:
         return f"MaskedEnv({self.spec!r}, {self.source!r})"

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from critic.distributions import make_dist, param_dim
 from critic.modules.members import stackable, stacked_linear, stacked_sequential
-from critic.nn import _FAST_FNS, ACTIVATIONS, encoder_for, init_layer, is_image_space, is_packed_space, mlp
+from critic.nn import (_FAST_FNS, ACTIVATIONS, encoder_for, init_layer, is_image_space, is_packed_space, mask_field,
+                       mask_logits, mlp, read_mask)
 
 
 def _plan(seq: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | None, object]] | None:
@@ -60,9 +61,12 @@ class ActorCriticNet(nn.Module):
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, hidden_sizes=(64, 64),
                  activation: str = "tanh", shared: bool = False, ortho_init: bool = True,
                  log_std_init: float = 0.0, actor_sizes=None, critic_sizes=None, layer_norm: bool = False,
-                 encoder: nn.Module | None = None):
+                 encoder: nn.Module | None = None, action_masks: bool = False):
         super().__init__()
         self.act_space = act_space
+        # action masks stored in the observation rows (envs/masking.py): invalid actions' logits
+        # at the dtype's lowest value (Discrete, MultiDiscrete)
+        self._mask = mask_field(obs_space) if action_masks else None  # (sizes checked by the agent)
         if encoder is None and is_packed_space(obs_space):  # Dict/Tuple: one encoder per key, then the MLPs
             encoder = encoder_for(obs_space)
         pi_sizes = tuple(actor_sizes or hidden_sizes)
@@ -136,8 +140,12 @@ class ActorCriticNet(nn.Module):
         x = self._encode(obs)
         if self.shared:
             h = self._mlp(x, self._body)
-            return self._heads(h, h)
-        return self._heads(self._mlp(x, self._pi), self._mlp(x, self._vf))
+            params, v = self._heads(h, h)
+        else:
+            params, v = self._heads(self._mlp(x, self._pi), self._mlp(x, self._vf))
+        if self._mask is not None:
+            params = mask_logits(params, read_mask(obs, self._mask))
+        return params, v
 
     def value(self, obs: Tensor) -> Tensor:
         h = self._mlp(self._encode(obs), self._body if self.shared else self._vf)
