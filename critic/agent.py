@@ -80,10 +80,14 @@ class Agent:
     def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
                  allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,
                  seeds: None = None, **hparams: Any):
+        given = hparams.get("encoder", getattr(config, "encoder", None) if not isinstance(config, dict)
+                            else config.get("encoder"))
         self.cfg = build_config(self.config_cls, config, hparams)
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
         self.allow_import = tuple(allow_import)
+        if callable(given) and cfg.encoder is not None:  # handed over as an object: its module is allowed
+            self.allow_import = (*self.allow_import, cfg.encoder.partition(":")[0])
         self.env_id = env if isinstance(env, str) else None
         self.env_spec = env
         """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
@@ -580,8 +584,8 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: t
 
     ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
     callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
-    A model made with your own ``encoder`` imports the encoder's module only when it is already
-    imported or ``allow_import`` names it.
+    A model made with your own ``encoder`` imports the encoder's module only when
+    ``allow_import`` names it (or its top-level package).
     """
     allow_import = tuple(allow_import)
     if Path(path).is_dir() and (Path(path) / "batch.safetensors").is_file():  # a batched run's directory
@@ -608,8 +612,10 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: t
         raise ckpt.CheckpointError(f"{path}: invalid checkpoint metadata ({type(e).__name__}: {e})") from None
     encoder = getattr(cfg, "encoder", None)
     if encoder is not None:
+        from critic.nn import encoder_allowed
+
         module = encoder.partition(":")[0]
-        if module not in sys.modules and module not in allow_import and module.split(".")[0] not in allow_import:
+        if not encoder_allowed(encoder, allow_import):
             raise ckpt.CheckpointError(
                 f"{path}: the model's encoder '{encoder}' lives in the Python module '{module}', which loading "
                 f"would import; refused unless you allow it: critic.load(path, allow_import=('{module}',)) or "

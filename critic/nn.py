@@ -278,14 +278,14 @@ class EncoderError(ConfigError):
 
 
 def resolve_encoder(path: str, allow_import: tuple[str, ...] = ()):
-    """The factory named by ``path``. Its module is imported only if already imported in this
-    process or named in ``allow_import`` (the rule for ``module:EnvId`` ids): loading a model
-    never runs code its caller did not allow."""
+    """The factory named by ``path``, whose module (or its top-level package) ``allow_import``
+    must name (the rule for ``module:EnvId`` ids): neither building an agent from a string nor
+    loading a model runs code its caller did not allow. (A factory handed over as a Python
+    object allows its own module.)"""
     import importlib
-    import sys
 
     module, _, qual = path.partition(":")
-    if module not in sys.modules and module not in allow_import and module.split(".")[0] not in allow_import:
+    if not encoder_allowed(path, allow_import):
         raise EncoderError(f"the encoder '{path}' would import the Python module '{module}'; refused unless "
                            f"explicitly allowed (allow_import=('{module}',) or --allow-import {module})")
     try:
@@ -297,6 +297,11 @@ def resolve_encoder(path: str, allow_import: tuple[str, ...] = ()):
     if not callable(obj):
         raise EncoderError(f"the encoder '{path}' is a {type(obj).__name__}, not a callable")
     return obj
+
+
+def encoder_allowed(path: str, allow_import: tuple[str, ...]) -> bool:
+    module = path.partition(":")[0]
+    return module in allow_import or module.split(".")[0] in allow_import
 
 
 class _Features(nn.Module):

@@ -119,7 +119,9 @@ def test_a_user_encoder_feeds_the_networks_and_loads_by_its_path(algo, env, hp, 
     assert seen and set(seen) == {24}
     path = agent.save(tmp_path / "model")
     obs = np.random.default_rng(0).uniform(-0.05, 0.05, (4, *agent.obs_space.shape)).astype(np.float32)
-    again = critic.load(path)  # this process imported my_encoders already: nothing new is imported
+    with pytest.raises(CheckpointError, match="allow_import=\\('my_encoders',\\)"):
+        critic.load(path)  # even in the process that imported it: loading names what it may import
+    again = critic.load(path, allow_import=("my_encoders",))
     assert np.array_equal(again.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
 
 
@@ -169,8 +171,13 @@ def test_bad_encoders_are_refused_with_the_reason():
         critic.PPO(TinyImageEnv, encoder=my_encoders.wrong_rank)
     with pytest.raises(ConfigError, match="returned a Tensor, not a torch.nn.Module"):
         critic.PPO("CartPole-v1", encoder=my_encoders.not_a_module)
+    with pytest.raises(ConfigError, match="would import the Python module 'my_encoders'; refused"):
+        critic.PPO("CartPole-v1", encoder="my_encoders:small_mlp")  # a string: allow_import must name it
+    critic.PPO("CartPole-v1", encoder="my_encoders:small_mlp", allow_import=("my_encoders",))
     with pytest.raises(ConfigError, match="cannot find the encoder 'my_encoders:nope'"):
-        critic.PPO("CartPole-v1", encoder="my_encoders:nope")
+        critic.PPO("CartPole-v1", encoder="my_encoders:nope", allow_import=("my_encoders",))
+    with pytest.raises(ConfigError, match="would import the Python module 'os'"):
+        critic.PPO("CartPole-v1", encoder="os:system")  # imported already, but not allowed
     with pytest.raises(ConfigError, match="would import the Python module 'critic_no_such_module'; refused"):
         critic.PPO("CartPole-v1", encoder="critic_no_such_module:make")
     with pytest.raises(ConfigError, match="'encoder': 'not a path'"):
