@@ -209,8 +209,8 @@ class Config:
     vectorization: str = "auto"
     """How the vector env runs its sub-envs: 'sync' (one process), 'async' (subprocesses),
     'native' (Gymnasium's own vectorised implementation of the env, its ``vector_entry_point``:
-    CartPole steps all sub-envs as NumPy arrays) or 'auto' (native where the env has one, else
-    sync)."""
+    CartPole steps all sub-envs as NumPy arrays) or 'auto' (native where the env has one and
+    num_envs >= 16, where it is faster; else sync)."""
     device: str = "cpu"
     """Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)."""
     torch_threads: int = 0

@@ -16,7 +16,8 @@ def test_native_is_used_for_cartpole_only():
     assert isinstance(make_vec_env("CartPole-v1", 4, seed=0, vectorization="native"), SameStepCartPole)
     assert native_vector_env("Pendulum-v1", 4) is None
     assert type(make_vec_env("Pendulum-v1", 2, seed=0)).__name__ == "LeanSyncVectorEnv"
-    assert isinstance(make_vec_env("CartPole-v1", 2, seed=0), SameStepCartPole)  # 'auto', the default
+    assert isinstance(make_vec_env("CartPole-v1", 16, seed=0), SameStepCartPole)  # 'auto', the default, from 16
+    assert type(make_vec_env("CartPole-v1", 8, seed=0)).__name__ == "LeanSyncVectorEnv"  # (slower below)
     assert type(make_vec_env("CartPole-v1", 2, seed=0, vectorization="sync")).__name__ == "LeanSyncVectorEnv"
     with pytest.raises(EnvError, match="vectorization='native'.*'Pendulum-v1' has none"):
         make_vec_env("Pendulum-v1", 2, seed=0, vectorization="native")
