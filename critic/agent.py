@@ -10,6 +10,7 @@ collect and update).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -263,16 +264,19 @@ class Agent:
         self.eval_env = EvalEnv(env, self.allow_import, seed=self.cfg.seed + 100_003)
 
     # ------------------------------------------------------------------ training
-    def learn(self, total_steps: int, callback: Callback | None = None, *, progress_bar: bool | None = None,
-              run_dir: str | os.PathLike | None = None, eval_every: int = 0, eval_episodes: int = 10,
-              checkpoint_every: int = 0, threshold: float | None = None) -> "Agent":
-        """Train for ``total_steps`` more environment steps.
+    def learn(self, total_steps: int | float | None = None, callback: Callback | None = None, *,
+              progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None, eval_every: int = 0,
+              eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None,
+              total_timesteps: int | float | None = None) -> "Agent":
+        """Train for ``total_steps`` more environment steps (``total_timesteps=`` is the same, as
+        Stable-Baselines3 names it; an integral float such as ``1e5`` is taken).
 
         ``callback(agent, info)`` runs after every iteration; returning ``False`` stops training.
         With ``run_dir`` the run directory described in benchmarks/README.md is written (metrics, evaluations,
         checkpoints, final model, summary, curve). Ctrl-C stops at the end of the current
         iteration, writes a checkpoint to ``run_dir`` and raises ``KeyboardInterrupt``.
         """
+        total_steps = steps_argument(total_steps, total_timesteps)
         session = TrainingSession(self, total_steps, callback, progress_bar=progress_bar, run_dir=run_dir,
                                   eval_every=eval_every, eval_episodes=eval_episodes,
                                   checkpoint_every=checkpoint_every, threshold=threshold)
@@ -559,6 +563,22 @@ class TrainingSession:
         if interrupted:
             raise KeyboardInterrupt(f"training interrupted at env step {a.env_steps}"
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
+
+
+def steps_argument(total_steps: Any, total_timesteps: Any = None) -> int:
+    """``learn``'s step count from ``total_steps`` or its Stable-Baselines3 name
+    ``total_timesteps``: an integer >= 0, or a float with an integral value (``1e5``)."""
+    if total_steps is not None and total_timesteps is not None:
+        raise ConfigError("give the number of env steps once: total_steps or total_timesteps, not both")
+    n = total_steps if total_steps is not None else total_timesteps
+    if n is None:
+        raise ConfigError("learn() needs the number of env steps: learn(100_000) or learn(total_timesteps=100_000)")
+    if isinstance(n, (float, np.floating)) and math.isfinite(n) and float(n).is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ConfigError(f"invalid value for 'total_steps': {n!r} (allowed: an integer >= 0, or a float with an "
+                          "integral value such as 1e5)")
+    return int(n)
 
 
 def _first_leaf(obs: Any) -> np.ndarray:

@@ -26,19 +26,46 @@ def to_float(v: Any) -> float:
 
 
 class Progress:
-    """A tqdm bar over env steps showing the live mean return and steps/s (no-op when off)."""
+    """A tqdm bar over env steps showing the live mean return and steps/s (no-op when off). When
+    stderr is not a terminal (a log file, CI), plain lines instead, one per tenth of the run and at
+    least every ``every_s`` seconds: a bar's carriage returns would fill the file."""
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool | None = None, desc: str = ""):
+    def __init__(self, total: int, initial: int = 0, enabled: bool | None = None, desc: str = "",
+                 every_s: float = 60.0):
         if enabled is None:
             enabled = sys.stderr.isatty()
         self.bar = None
-        if enabled:
+        self.plain = bool(enabled) and not sys.stderr.isatty()
+        if enabled and not self.plain:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
                             smoothing=0.1, file=sys.stderr)
-        self.last = initial
+        self.last, self.total, self.start, self.desc = initial, total, initial, desc
+        self.every_s, self.t_last, self.next_tenth = every_s, time.monotonic(), 1
+
+    def _line(self, steps: int, mean_return: float | None, sps: float | None, extra: str) -> None:
+        span = max(self.total - self.start, 1)
+        parts = [f"{self.desc}: " if self.desc else "", f"{steps:,}/{self.total:,} steps",
+                 f" ({100 * (steps - self.start) / span:.0f}%)"]
+        if mean_return is not None and math.isfinite(mean_return):
+            parts.append(f", return {mean_return:.1f}")
+        if extra:
+            parts.append(f" (range {extra})")
+        if sps is not None:
+            parts.append(f", {sps:,.0f} steps/s")
+        print("".join(parts), file=sys.stderr, flush=True)
 
     def update(self, steps: int, mean_return: float | None, sps: float | None, extra: str = "") -> None:
+        if self.plain:
+            done, span = 10 * (steps - self.start), max(self.total - self.start, 1)  # in tenths: exact
+            now = time.monotonic()
+            if done >= self.next_tenth * span or now - self.t_last >= self.every_s:
+                self._line(steps, mean_return, sps, extra)
+                self.t_last = now
+                while self.next_tenth * span <= done:
+                    self.next_tenth += 1
+            self.last = steps
+            return
         if self.bar is None:
             return
         self.bar.update(steps - self.last)

@@ -408,11 +408,16 @@ class SeedBatch:
         return batch
 
     # ------------------------------------------------------------------ training
-    def learn(self, total_steps: int, *, progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None,
-              eval_every: int = 0, eval_episodes: int = 10, checkpoint_every: int = 0,
-              threshold: float | None = None) -> "SeedBatch":
-        """Train every member for ``total_steps`` more env steps (in lockstep). With ``run_dir``,
-        ``seed_<s>/`` holds member s's ordinary run directory and the top level the aggregate."""
+    def learn(self, total_steps: int | float | None = None, *, progress_bar: bool | None = None,
+              run_dir: str | os.PathLike | None = None, eval_every: int = 0, eval_episodes: int = 10,
+              checkpoint_every: int = 0, threshold: float | None = None,
+              total_timesteps: int | float | None = None) -> "SeedBatch":
+        """Train every member for ``total_steps`` (or ``total_timesteps``) more env steps (in
+        lockstep). With ``run_dir``, ``seed_<s>/`` holds member s's ordinary run directory and the
+        top level the aggregate."""
+        from critic.agent import steps_argument
+
+        total_steps = steps_argument(total_steps, total_timesteps)
         run_dirs = [Path(run_dir) / self.member_name(k) for k in range(self.M)] if run_dir is not None \
             else [None] * self.M
 
