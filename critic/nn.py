@@ -33,14 +33,6 @@ def activation_fn(name: str):
     return _FAST_FNS.get(key) or activation_module(name)
 
 
-class _FnDict(dict):
-    def __missing__(self, name: str):
-        return activation_fn(name)
-
-
-ACTIVATION_FNS = _FnDict(_FAST_FNS)  # name -> function, for any name activation_key knows
-
-
 def set_cpu_threads(device: torch.device, n: int = 0, wide: bool = False) -> None:
     """Torch intra-op threads for a CPU run: ``n`` if given, else chosen from the network size.
 

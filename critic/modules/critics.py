@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critic.nn import ACTIVATION_FNS
+from critic.nn import activation_fn
 
 
 class QEnsemble(nn.Module):
@@ -26,7 +26,7 @@ class QEnsemble(nn.Module):
                  encoder: nn.Module | None = None, layer_norm: bool = False):
         super().__init__()
         self.E = n_critics
-        self.act = ACTIVATION_FNS[activation]
+        self.act = activation_fn(activation)
         self.n_outputs = n_outputs
         dims = [obs_dim + act_dim, *hidden, n_outputs]
         self.weights = nn.ParameterList()
