@@ -235,7 +235,7 @@ def work_solve(spec: dict[str, Any]) -> dict[str, Any]:
             if ls_cap is not None and int(hp.get("learning_starts", 100)) > ls_cap:
                 hp["learning_starts"] = info["learning_starts"] = ls_cap
         model = critic_agent(algo, PENDULUM, hp, seed, threads)
-        act = lambda o: model.predict(o, deterministic=True)  # noqa: E731
+        act = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
         updates = lambda: model.updates  # noqa: E731
     else:
         hp = dict(PENDULUM_HP[algo]) if part == 2 else None

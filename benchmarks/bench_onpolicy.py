@@ -199,7 +199,7 @@ def work(spec: dict[str, Any]) -> dict[str, Any]:
     t_setup = time.perf_counter()
     if lib == "critic":
         model, info = build_critic(algo, mode, seed, threads)
-        act = lambda o: model.predict(o, deterministic=True)  # noqa: E731
+        act = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
     else:
         model, info = build_sb3(algo, mode, seed)
         act = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731

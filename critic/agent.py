@@ -25,7 +25,7 @@ from torch import nn
 from critic import checkpoint as ckpt
 from critic.checkpoint import NonFiniteError
 from critic.collect import Collector, EnvStream, Preprocess
-from critic.config import Config, ConfigError, build_config, resolve_device
+from critic.config import Config, ConfigError, build_config, resolve_device, short_repr
 from critic.envs.episodes import EvalEnv, eval_env_for, open_training_env, play_episodes, reward_threshold
 from critic.envs.make import EnvError, EnvSpec, make_vec_env
 from critic.envs.spaces import same_space, space_from_dict, space_to_dict
@@ -316,11 +316,26 @@ class Agent:
                              f"{self.updates}); {what}, the last good checkpoint is kept")
 
     # ------------------------------------------------------------------ acting and evaluation
-    def predict(self, obs: Any, deterministic: bool = False, action_mask: Any = None) -> np.ndarray:
-        """Action(s) for one observation or a batch ``[B, *obs_shape]``, as the env expects them.
-        ``action_mask``: the valid actions (one 0/1 flag per action, ``[B, n]`` for a batch) of an
-        agent trained with masks; without one, every action counts as valid (or the observation's
-        own ``action_mask`` key, for a Dict observation)."""
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False, *,
+                action_mask: Any = None, action_masks: Any = None) -> tuple[np.ndarray, None]:
+        """``(action, state)`` for one observation or a batch ``[B, *obs_shape]``, actions as the
+        env expects them, as Stable-Baselines3 returns them: ``action, _ = agent.predict(obs)``.
+        critic's policies keep no recurrent state: ``state`` is always returned None and must be
+        None when given (``episode_start`` is accepted and ignored).
+        ``action_mask`` (or sb3-contrib's ``action_masks``): the valid actions (one 0/1 flag per
+        action, ``[B, n]`` for a batch) of an agent trained with masks; without one, every action
+        counts as valid (or the observation's own ``action_mask`` key, for a Dict observation)."""
+        if state is not None:
+            raise ValueError(f"predict(obs, state={short_repr(state)}): critic's policies keep no recurrent state, so "
+                             "state must be None; pass deterministic=... by name (predict(obs, deterministic=True))")
+        if action_masks is not None:
+            if action_mask is not None:
+                raise ValueError("give the mask once: action_mask or action_masks, not both")
+            action_mask = action_masks
+        return self._act(obs, deterministic, action_mask), None
+
+    def _act(self, obs: Any, deterministic: bool = False, action_mask: Any = None) -> np.ndarray:
+        """``predict``'s action alone (evaluation and the CLI use it)."""
         packed = is_packed_space(self.obs_space)
         layout = self.obs_space.layout if packed else None
         wrapped = layout is not None and isinstance(layout.space, gym.spaces.Dict) \
@@ -371,7 +386,7 @@ class Agent:
         if env is None:
             env, next_seed = self.eval_env.take()
             first_seed = next_seed if seed is None else seed
-        returns, lengths = play_episodes(env, lambda obs: self.predict(obs, deterministic), n_episodes, first_seed)
+        returns, lengths = play_episodes(env, lambda obs: self._act(obs, deterministic), n_episodes, first_seed)
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
                 "lengths": lengths}
 

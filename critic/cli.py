@@ -275,7 +275,7 @@ def _eval_video(agent, args) -> int:
         obs, _ = env.reset(seed=None if args.seed is None else args.seed + ep)
         frames, total, done = [env.render()], 0.0, False
         while not done:
-            obs, r, term, trunc, _ = env.step(agent.predict(obs, deterministic=not args.stochastic))
+            obs, r, term, trunc, _ = env.step(agent.predict(obs, deterministic=not args.stochastic)[0])
             total += float(r)
             done = term or trunc
             frames.append(env.render())

@@ -38,7 +38,7 @@ def test_continuous_bandit_critic_recovers_reward_and_actor_picks_maximiser(algo
     expected = 1.0 - (a_env - 1.0) ** 2
     assert np.abs(q_values(agent, a_pol) - expected).max() < 0.05, (q_values(agent, a_pol), expected)
     # the deterministic action, in env units, is the maximiser 1.0 (not the [-1, 1] edge)
-    best = float(agent.predict(np.zeros(1, np.float32), deterministic=True)[0])
+    best = float(agent.predict(np.zeros(1, np.float32), deterministic=True)[0][0])
     assert abs(best - 1.0) < 0.1, best
 
 
@@ -67,7 +67,7 @@ def test_discrete_sac_bandit():
     with torch.no_grad():
         q = agent.nets.critic(torch.zeros(1, 1))[:, 0].numpy()  # [E, |A|]
     assert np.abs(q - np.asarray(rewards)).max() < 0.05, q
-    assert int(agent.predict(np.zeros(1, np.float32), deterministic=True)) == 1
+    assert int(agent.predict(np.zeros(1, np.float32), deterministic=True)[0]) == 1
 
 
 GAMMA = 0.9

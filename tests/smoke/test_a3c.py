@@ -41,7 +41,7 @@ def test_face_learn_predict_evaluate_save_load(tmp_path):
     assert not torch.equal(_flat(agent).detach(), before)  # workers updated the learner's weights
     (state,) = agent.optims["main"].state.values()
     assert float(state["step"]) > 0 and state["square_avg"].gt(0).any()  # shared statistics moved
-    a = agent.predict(np.zeros(4, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(4, np.float32), deterministic=True)[0]
     assert a.shape == () and agent.evaluate(2)["mean"] > 0
     path = agent.save(tmp_path / "a3c.safetensors")
     agent.close()

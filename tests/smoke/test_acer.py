@@ -23,9 +23,9 @@ def test_learn_predict_evaluate_save_load(tmp_path):
     # 10 iterations of 5 x 2 steps: one on-policy update each, 4 replayed ones from the 4th on
     assert agent.env_steps == 100 and agent.updates == 10 + 4 * 7
     assert len(agent.replay) == 100
-    a = agent.predict(np.zeros(4, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(4, np.float32), deterministic=True)[0]
     assert a.shape == () and a in (0, 1)
-    assert agent.predict(np.zeros((3, 4), np.float32)).shape == (3,)
+    assert agent.predict(np.zeros((3, 4), np.float32))[0].shape == (3,)
     assert len(agent.evaluate(2)["returns"]) == 2
     loaded = critic.load(agent.save(tmp_path / "acer"))
     assert type(loaded) is critic.ACER and loaded.updates == agent.updates

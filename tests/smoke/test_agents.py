@@ -28,9 +28,9 @@ def test_learn_predict_evaluate(cls, env):
     agent.learn(200, progress_bar=False)
     assert agent.env_steps >= 200 and agent.updates >= 1
     obs, _ = agent.make_eval_env().reset(seed=0)
-    a = agent.predict(obs, deterministic=True)
+    a = agent.predict(obs, deterministic=True)[0]
     assert agent.act_space.contains(np.asarray(a, dtype=agent.act_space.dtype))
-    batch = agent.predict(np.stack([obs, obs, obs]))
+    batch = agent.predict(np.stack([obs, obs, obs]))[0]
     assert len(batch) == 3
     res = agent.evaluate(2)
     assert set(res) >= {"mean", "std", "returns", "lengths"} and len(res["returns"]) == 2
@@ -45,7 +45,7 @@ def test_multidiscrete(cls):
         return e
     agent = make(cls, env)
     agent.learn(100, progress_bar=False)
-    a = agent.predict(np.zeros(4, np.float32))
+    a = agent.predict(np.zeros(4, np.float32))[0]
     assert a.shape == (2,) and 0 <= a[0] < 2 and 0 <= a[1] < 3
 
 
@@ -55,7 +55,7 @@ def test_image_observations_use_cnn(cls):
     assert any(isinstance(m, torch.nn.Conv2d) for m in agent.nets.modules())
     agent.learn(40, progress_bar=False)
     assert agent.buffer.view()["obs"].dtype == torch.uint8  # images stored as bytes
-    assert agent.predict(np.zeros((1, 36, 36), np.uint8)) in range(4)
+    assert agent.predict(np.zeros((1, 36, 36), np.uint8))[0] in range(4)
 
 
 def test_box_actions_sent_in_bounds():
@@ -92,7 +92,7 @@ def test_save_load_continue(tmp_path, cls):
         assert k == k2 and torch.equal(p, q)
     np.testing.assert_array_equal(agent.obs_norm.rms.mean, loaded.obs_norm.rms.mean)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    np.testing.assert_array_equal(agent.predict(obs, True), loaded.predict(obs, True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     s0 = loaded.optims["main"].state_dict()["state"]
     s1 = agent.optims["main"].state_dict()["state"]
     for i in s1:
@@ -107,7 +107,7 @@ def test_load_without_env_can_predict(tmp_path):
     path = agent.save(tmp_path / "m")  # folder form: m/agent.safetensors
     loaded = critic.load(tmp_path / "m")
     assert loaded.venv is None
-    assert loaded.predict(np.zeros(4, np.float32)) in (0, 1)
+    assert loaded.predict(np.zeros(4, np.float32))[0] in (0, 1)
     with pytest.raises(critic.EnvError, match="no environment"):
         loaded.learn(10)
     loaded.set_env("CartPole-v1")

@@ -18,7 +18,7 @@ def test_learn_predict_save_load(tmp_path):
     assert last.weight.abs().max() <= 3e-3
     agent.learn(120, progress_bar=False)
     assert agent.updates == 70
-    a = agent.predict(np.zeros(3, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(3, np.float32), deterministic=True)[0]
     assert a.shape == (1,) and -2.0 <= a[0] <= 2.0
     loaded = critic.load(agent.save(tmp_path / "ddpg.safetensors"))
     assert type(loaded) is critic.DDPG and loaded.updates == 70

@@ -53,6 +53,6 @@ def test_image_replay_with_optimize_memory_and_a_checkpoint_round_trip(tmp_path)
     agent.save(tmp_path / "m")
     loaded = critic.load(tmp_path / "m", env=lambda: TinyImageEnv(continuous=True, hwc=True))
     obs = np.stack([TinyImageEnv(continuous=True, hwc=True).reset(seed=s)[0] for s in range(4)])
-    np.testing.assert_array_equal(agent.predict(obs, deterministic=True), loaded.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     for a in (agent, loaded):
         a.close()

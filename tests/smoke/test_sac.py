@@ -18,7 +18,7 @@ def test_learn_predict_in_bounds_and_warmup_actions_in_policy_range():
     assert agent.updates == 70 and len(agent.replay) == 120
     stored = agent.replay.actions[:120, 0]
     assert stored.abs().max() <= 1.0  # warm-up actions were stored in the policy's [-1, 1]
-    a = agent.predict(np.zeros(3, np.float32))
+    a = agent.predict(np.zeros(3, np.float32))[0]
     assert a.shape == (1,) and -2.0 <= a[0] <= 2.0
     assert agent.evaluate(1)["lengths"] == [200]
 
@@ -118,7 +118,7 @@ def test_discrete_learn_predict_and_shapes():
     assert agent.replay.actions.dtype == torch.long and set(agent.replay.actions[:120, 0].tolist()) <= {0, 1}
     q = agent.nets.critic(agent.replay.sample(8)["obs"])
     assert q.shape == (2, 8, 2)
-    a = agent.predict(np.zeros(4, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(4, np.float32), deterministic=True)[0]
     assert a.shape == () and int(a) in (0, 1)
     assert abs(agent.target_entropy - 0.7 * np.log(2)) < 1e-9
 

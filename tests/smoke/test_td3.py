@@ -17,7 +17,7 @@ def test_learn_predict_and_actor_init():
     assert last.weight.abs().max() <= 3e-3 and last.bias.abs().max() <= 3e-3
     agent.learn(120, progress_bar=False)
     assert agent.updates == 70
-    a = agent.predict(np.zeros(3, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(3, np.float32), deterministic=True)[0]
     assert a.shape == (1,) and -2.0 <= a[0] <= 2.0
     assert agent.replay.actions[:120].abs().max() <= 1.0
 

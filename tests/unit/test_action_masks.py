@@ -78,14 +78,14 @@ def test_predict_takes_a_mask_and_a_loaded_model_keeps_applying_it(tmp_path):
     agent.learn(64, progress_bar=False)
     obs = np.zeros(2, np.float32)
     only3 = np.array([0, 0, 0, 1, 0, 0])
-    assert agent.predict(obs, action_mask=only3) == 3
-    batch = agent.predict(np.zeros((4, 2), np.float32), action_mask=np.eye(6)[[0, 5, 2, 2]])
+    assert agent.predict(obs, action_mask=only3)[0] == 3
+    batch = agent.predict(np.zeros((4, 2), np.float32), action_mask=np.eye(6)[[0, 5, 2, 2]])[0]
     assert batch.tolist() == [0, 5, 2, 2]
     loaded = critic.load(agent.save(tmp_path / "m"))  # no env: predict only
-    assert all(loaded.predict(obs, action_mask=only3) == 3 for _ in range(5))
-    assert loaded.predict(obs) in range(6)  # no mask given: every action counts as valid
+    assert all(loaded.predict(obs, action_mask=only3)[0] == 3 for _ in range(5))
+    assert loaded.predict(obs)[0] in range(6)  # no mask given: every action counts as valid
     with pytest.raises(ValueError, match="trained without action masks"):
-        critic.PPO("CartPole-v1").predict(np.zeros(4, np.float32), action_mask=np.ones(2))
+        critic.PPO("CartPole-v1").predict(np.zeros(4, np.float32), action_mask=np.ones(2))[0]
 
 
 class _BadMask(MaskedChoiceEnv):
@@ -158,5 +158,5 @@ def test_multidiscrete_masks_use_the_flags_of_every_sub_action():
     agent = critic.PPO(_MultiMasked, **SMALL, n_steps=16, batch_size=16, num_envs=2)
     agent.learn(320, progress_bar=False)
     assert agent.mask_source == "info" and _invalid(agent) == 0
-    a = agent.predict(np.zeros(2, np.float32), action_mask=np.array([0, 0, 1, 1, 0, 0, 0]))
+    a = agent.predict(np.zeros(2, np.float32), action_mask=np.array([0, 0, 1, 1, 0, 0, 0]))[0]
     assert a.tolist() == [2, 0]

@@ -62,7 +62,7 @@ def test_round_trip_ppo(trained):
     loaded = critic.load(path)
     _assert_same_agent(agent, loaded)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    assert np.array_equal(agent.predict(obs, deterministic=True), loaded.predict(obs, deterministic=True))
+    assert np.array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     loaded.close()
 
 

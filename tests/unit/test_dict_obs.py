@@ -90,18 +90,18 @@ def test_every_algorithm_trains_predicts_saves_and_loads_on_dict_observations(al
     agent.learn(100, progress_bar=False)
     probe = env()
     obs, _ = probe.reset(seed=3)
-    a = agent.predict(obs, deterministic=True)
+    a = agent.predict(obs, deterministic=True)[0]
     assert probe.action_space.contains(np.asarray(a, probe.action_space.dtype)
                                        if isinstance(probe.action_space, gym.spaces.Box) else int(a))
     batch = {k: np.stack([obs[k]] * 2) for k in obs if k != "more"}
     if "more" in obs:
         batch["more"] = tuple(np.stack([v] * 2) for v in obs["more"])
-    assert np.allclose(agent.predict(batch, deterministic=True), np.stack([a, a]))
+    assert np.allclose(agent.predict(batch, deterministic=True)[0], np.stack([a, a]))
     loaded = critic.load(agent.save(tmp_path / "m"), env=env)
     assert isinstance(loaded.obs_space, PackedObs) and loaded.obs_space == agent.obs_space
-    assert np.allclose(loaded.predict(obs, deterministic=True), a)
+    assert np.allclose(loaded.predict(obs, deterministic=True)[0], a)
     with pytest.raises(ValueError, match="Dict/Tuple observations of"):
-        agent.predict(np.zeros(5, np.uint8))
+        agent.predict(np.zeros(5, np.uint8))[0]
 
 
 def test_replay_keeps_images_as_bytes_and_optimize_memory_still_halves_them():

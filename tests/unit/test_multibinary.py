@@ -65,13 +65,13 @@ def test_multibinary_agents_act_in_the_space_and_save_and_load(algo, tmp_path):
     agent.learn(256, progress_bar=False)
     assert agent.collector.buffer.actions.shape[-1] == 4
     obs = np.array([[1, 0, 1, 1], [0, 0, 0, 1]], np.float32)
-    a = agent.predict(obs, deterministic=True)
+    a = agent.predict(obs, deterministic=True)[0]
     assert a.shape == (2, 4) and a.dtype == np.int8 and set(np.unique(a)) <= {0, 1}
-    assert agent.act_space.contains(agent.predict(obs[0]))
+    assert agent.act_space.contains(agent.predict(obs[0])[0])
     path = agent.save(tmp_path / "m")
     loaded = critic.load(path, env=MatchBitsEnv)
     assert isinstance(loaded.act_space, gym.spaces.MultiBinary)
-    assert np.array_equal(loaded.predict(obs, deterministic=True), a)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], a)
 
 
 def test_a_batch_of_members_trains_on_multibinary_actions():

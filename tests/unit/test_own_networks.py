@@ -122,7 +122,7 @@ def test_a_user_encoder_feeds_the_networks_and_loads_by_its_path(algo, env, hp, 
     with pytest.raises(CheckpointError, match="allow_import=\\('my_encoders',\\)"):
         critic.load(path)  # even in the process that imported it: loading names what it may import
     again = critic.load(path, allow_import=("my_encoders",))
-    assert np.array_equal(again.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
+    assert np.array_equal(again.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
 
 
 _LOAD = """
@@ -134,7 +134,7 @@ except critic.CheckpointError as e:
     print("REFUSED", e)
     raise SystemExit(0)
 obs = np.zeros((2, 4), np.float32)
-print("ACTIONS", agent.predict(obs, deterministic=True).tolist(), "my_encoders" in sys.modules)
+print("ACTIONS", agent.predict(obs, deterministic=True)[0].tolist(), "my_encoders" in sys.modules)
 """
 
 
@@ -153,7 +153,7 @@ def test_a_new_process_imports_the_encoder_only_when_allowed(tmp_path):
     refused = run()
     assert refused.startswith("REFUSED") and "allow_import=('my_encoders',)" in refused
     allowed = run("my_encoders")
-    want = agent.predict(np.zeros((2, 4), np.float32), deterministic=True).tolist()
+    want = agent.predict(np.zeros((2, 4), np.float32), deterministic=True)[0].tolist()
     assert allowed == f"ACTIONS {want} True"
 
 
