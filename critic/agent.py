@@ -79,7 +79,7 @@ class Agent:
 
     def __init__(self, env: EnvSpec | None, config: Config | dict | None = None, *,
                  allow_import: tuple[str, ...] = (), spaces: tuple[gym.Space, gym.Space] | None = None,
-                 seeds: None = None, **hparams: Any):
+                 seeds: None = None, for_training: bool = True, mask_source: str | None = None, **hparams: Any):
         given = hparams.get("encoder", getattr(config, "encoder", None) if not isinstance(config, dict)
                             else config.get("encoder"))
         self.cfg = build_config(self.config_cls, config, hparams)
@@ -92,11 +92,23 @@ class Agent:
         self.env_spec = env
         """What the agent was built with: a Gymnasium id, a callable or an env instance (None: predict only)."""
         self.np_rng = seed_everything(cfg.seed)
-        env = self.build_spec = self._with_masks(env)
+        self.for_training = for_training
+        """False for an agent loaded to act (``critic.load(path)``): no training envs, no replay,
+        no optimizer state; ``predict``, ``evaluate`` and export work, ``learn`` refuses."""
+        if for_training:
+            env = self.build_spec = self._with_masks(env)
+        else:  # nothing built: the evaluation env (lazy) gets the mask wrapper training had
+            if spaces is None:
+                raise ConfigError("an agent built for inference (for_training=False) needs the model's spaces")
+            self.mask_source = mask_source
+            from critic.envs.masking import MaskedEnv
+
+            env = self.build_spec = MaskedEnv(env, mask_source, self.allow_import) \
+                if env is not None and mask_source in ("info", "method") else env
         self.eval_env = EvalEnv(env, self.allow_import, seed=cfg.seed + 100_003)
         self.env_steps = 0
         self.venv, obs_space, act_space = open_training_env(
-            env, num_envs=cfg.num_envs, seed=cfg.seed, vectorization=cfg.vectorization,
+            env if for_training else None, num_envs=cfg.num_envs, seed=cfg.seed, vectorization=cfg.vectorization,
             allow_import=self.allow_import, allowed_actions=self.allowed_actions, spaces=spaces)
         self.obs_space, self.act_space = obs_space, act_space
         self._check_masks()
@@ -239,14 +251,38 @@ class Agent:
         """Training time so far (wall time minus evaluation time), over every learn() call."""
         return float(self._run["train"])
 
+    def storage_capacity(self, smallest: int) -> int:
+        """Rows of the replay an algorithm allocates: ``buffer_size``, or ``smallest`` (what the
+        buffer's shape needs) for an agent loaded to act, which stores nothing."""
+        return self.cfg.buffer_size if self.for_training else smallest
+
+    def _require_training(self, what: str) -> None:
+        if not self.for_training:
+            raise EnvError(f"cannot {what}: this agent was loaded to act (critic.load(path) builds no envs, replay or "
+                           "optimizer state); to train on, load the run's training checkpoint with "
+                           "critic.load(RUN/checkpoints/agent.safetensors, for_training=True), or "
+                           "critic train --resume RUN")
+
     def _require_env(self) -> EnvStream:
+        self._require_training("train")
         if self.stream is None:
             raise EnvError("this agent has no environment (it was loaded without one); "
                            "pass env= to critic.load or call agent.set_env(env)")
         return self.stream
 
     def set_env(self, env: EnvSpec) -> None:
-        """Attach (or replace) the training environment; its spaces must match the model's."""
+        """Attach (or replace) the training environment; its spaces must match the model's.
+
+        An agent loaded to act out of a full checkpoint (``critic.load(ckpt)``) is loaded again
+        from it for training on ``env`` (Stable-Baselines3's ``load`` then ``set_env`` habit)."""
+        source = getattr(self, "_source", None)
+        if not self.for_training and source is not None:
+            path, kwargs = source
+            full = load(path, env=env, for_training=True, **kwargs)
+            self.close()
+            self.__dict__.update(full.__dict__)
+            return
+        self._require_training("attach a training env")
         spec = env
         env = self.build_spec = self._with_masks(env)
         venv = make_vec_env(env, self.cfg.num_envs, self.cfg.seed, self.cfg.vectorization, self.allow_import)
@@ -266,19 +302,25 @@ class Agent:
     def learn(self, total_steps: int | float | None = None, callback: Callback | None = None, *,
               progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None, eval_every: int = 0,
               eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None,
-              total_timesteps: int | float | None = None) -> "Agent":
+              total_timesteps: int | float | None = None, tracker: Any = None) -> "Agent":
         """Train for ``total_steps`` more environment steps (``total_timesteps=`` is the same, as
         Stable-Baselines3 names it; an integral float such as ``1e5`` is taken).
 
-        ``callback(agent, info)`` runs after every iteration; returning ``False`` stops training.
+        ``callback(agent, info)`` (or a list of them) runs after every iteration; returning
+        ``False`` stops training. ``info`` carries the counters, the finished episodes' returns and
+        infos, the latest evaluation, ``log(name, value)`` and ``evaluate(n)``: see
+        ``critic.callbacks``, which has the ready-made ones (``EvalCallback`` with best-model
+        saving, ``CheckpointCallback`` keeping the last K, ``StopOnReward``).
         With ``run_dir`` the run directory described in benchmarks/README.md is written (metrics, evaluations,
         checkpoints, final model, summary, curve). Ctrl-C stops at the end of the current
         iteration, writes a checkpoint to ``run_dir`` and raises ``KeyboardInterrupt``.
+        ``tracker``: an experiment tracker fed the run directory's rows (``critic.track``;
+        ``critic train --track`` makes a Weights & Biases one).
         """
         total_steps = steps_argument(total_steps, total_timesteps)
         session = TrainingSession(self, total_steps, callback, progress_bar=progress_bar, run_dir=run_dir,
                                   eval_every=eval_every, eval_episodes=eval_episodes,
-                                  checkpoint_every=checkpoint_every, threshold=threshold)
+                                  checkpoint_every=checkpoint_every, threshold=threshold, tracker=tracker)
         with sigint_flag() as interrupted:
             try:
                 self._learn_begin(session.target)
@@ -289,6 +331,10 @@ class Agent:
                         session.diverged_or(e)
                         raise
                     session.record(metrics)
+            except BaseException:
+                if session.run is not None:
+                    session.run.close(exit_code=1)
+                raise
             finally:
                 try:
                     self._learn_end()
@@ -409,7 +455,7 @@ class Agent:
                          "recent_returns": list(self.recent_returns)},
             "env": self._env_state(),
             "optimizers": optim_meta, "rng": rng_meta, "run": self._run, "extra": {**extra_m, **coll_m},
-            "allow_import": list(self.allow_import),
+            "allow_import": list(self.allow_import), "mask_source": self.mask_source,
         }
         return tensors, meta
 
@@ -442,10 +488,43 @@ class Agent:
         """Write a full checkpoint (weights, optimizers, normalisers, counters, RNG states, envs).
 
         Refuses (:class:`NonFiniteError`) to write non-finite weights, so an existing checkpoint
-        at ``path`` stays the last good one."""
+        at ``path`` stays the last good one. :meth:`save_model` writes what acting needs only."""
+        if not self.for_training:
+            raise ckpt.CheckpointError("this agent was loaded to act and holds no training state to checkpoint; "
+                                       "save_model(path) writes its policy")
         self.check_finite("nothing was written")
         tensors, meta = self._state()
         return ckpt.write(ckpt.save_path(path), tensors, meta)
+
+    def save_model(self, path: str | os.PathLike) -> Path:
+        """Write what acting needs: the networks' weights, the observation normaliser, config,
+        spaces and counters; no optimizer state, replay, envs or RNG states (a run's ``model/``
+        holds this; ``critic.load`` of it builds no env). Continue training from a full
+        checkpoint (:meth:`save`) instead."""
+        self.check_finite("nothing was written")
+        tensors = {f"nets/{k}": v for k, v in self.nets.state_dict().items()}
+        tensors.update({k: v for k, v in self.prep.state().items() if k.startswith("obs_norm")})
+        meta = {
+            "kind": "model", "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
+            "config": self.cfg.to_dict(),
+            "spaces": {"observation": space_to_dict(self.obs_space), "action": space_to_dict(self.act_space)},
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes},
+            "mask_source": self.mask_source, "run": self._run, "allow_import": list(self.allow_import),
+        }
+        return ckpt.write(ckpt.save_path(path), tensors, meta)
+
+    def _load_model(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
+        """What :meth:`save_model` wrote (or the same part of a full checkpoint)."""
+        try:
+            self.nets.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("nets/")}, strict=True)
+            if self.prep.obs_norm is not None:
+                self.prep.obs_norm.rms.load_state_dict(tensors, "obs_norm")
+            c = meta["counters"]
+            self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
+            self._run = meta.get("run", self._run)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ckpt.CheckpointError(f"{path}: model does not match this {self.algo} agent "
+                                       f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
     def _save_run_checkpoint(self, run_dir, clock: Clock) -> None:
         self._run["wall"], self._run["train"] = clock.wall, clock.train
@@ -485,7 +564,7 @@ class TrainingSession:
     def __init__(self, agent: Agent, total_steps: int, callback: Callback | None = None, *,
                  progress_bar: bool | None = None, run_dir: str | os.PathLike | None = None, eval_every: int = 0,
                  eval_episodes: int = 10, checkpoint_every: int = 0, threshold: float | None = None,
-                 before_save: Callable[[], None] | None = None):
+                 before_save: Callable[[], None] | None = None, tracker: Any = None):
         if not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
             raise ConfigError(f"invalid value for 'total_steps': {total_steps!r} (allowed: an integer >= 0)")
         if eval_every < 0 or eval_episodes < 1:
@@ -501,7 +580,11 @@ class TrainingSession:
             else (self.start, self.target)
         self.threshold = reward_threshold(a.env_spec) if threshold is None else threshold
         self.callback, self.run_dir, self.eval_every, self.eval_episodes = callback, run_dir, eval_every, eval_episodes
-        self.run = RunLogger(run_dir) if run_dir is not None else None
+        if tracker is not None and run_dir is None:
+            raise ConfigError("a tracker needs a run directory: learn(..., run_dir=..., tracker=...)")
+        self.run = RunLogger(run_dir, tracker=tracker) if run_dir is not None else None
+        if run_dir is not None:
+            write_run_config(Path(run_dir), a, self.target, eval_every, eval_episodes)
         self.clock = Clock(a._run["wall"], a._run["train"])
         self.progress = Progress(self.target, self.start, progress_bar, desc=f"{a.algo} {a.env_id or ''}".strip())
         if stream.obs is None:
@@ -511,6 +594,16 @@ class TrainingSession:
         self.ckpts = Every(self.start, checkpoint_every)
         self.last_log_t, self.last_log_steps = self.clock.train, self.start
         self.pending: list[float] = []
+        self.custom: dict[str, float] = {}  # scalars logged by callbacks, for the next metrics row
+        if isinstance(callback, (list, tuple)):
+            from critic.callbacks import CallbackList
+
+            callback = self.callback = CallbackList(list(callback))
+        elif callback is not None and not callable(callback):
+            raise ConfigError(f"invalid callback {short_repr(callback)}: a callable (agent, info) -> bool | None, "
+                              "or a list of them")
+        if callback is not None and stream.stepper is not None:
+            stream.stepper.finished_infos.clear()  # only this call's episodes
         self.stopped = False  # by the callback
         self.before_save = before_save  # (a batched run hands each member its optimizer state)
 
@@ -523,39 +616,70 @@ class TrainingSession:
         self.agent.check_finite(f"training stopped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
     def record(self, metrics: dict[str, torch.Tensor]) -> None:
-        """After an iteration: the metrics row, progress, evaluation, checkpoint and callback that are due."""
+        """After an iteration: the evaluation, callback, metrics row, progress and checkpoint that are due."""
         a, clock, run = self.agent, self.clock, self.run
         new_eps, a._finished = a._finished, []
         self.pending.extend(new_eps)
-        if self.log.due(a.env_steps) or a.env_steps >= self.target:
+        log_due = self.log.due(a.env_steps) or a.env_steps >= self.target
+        if log_due:
+            a.check_finite("training stopped")
+        info: dict[str, Any] = {"evaluated": False, "eval": a._run["evals"][-1] if a._run["evals"] else None}
+        if self.evals.due(a.env_steps) or (self.eval_every and a.env_steps >= self.target):
+            self.evaluate(self.eval_episodes, info)
+            self.evals.advance(a.env_steps)
+        if self.callback is not None:
+            stepper = a.stepper
+            infos = list(stepper.finished_infos) if stepper is not None else []
+            if stepper is not None:
+                stepper.finished_infos.clear()
+            info.update(env_steps=a.env_steps, updates=a.updates, start=self.start, target=self.target,
+                        metrics=metrics, episode_returns=new_eps, episode_infos=infos, log=self.log_value,
+                        evaluate=lambda n_episodes=self.eval_episodes: self.evaluate(n_episodes, info),
+                        run_dir=self.run_dir)
+            if self.callback(a, info) is False:
+                self.stopped = True
+        if log_due:
             sps = (a.env_steps - self.last_log_steps) / max(clock.train - self.last_log_t, 1e-9)
             row = metrics_row({"env_steps": a.env_steps, "updates": a.updates, "episodes": a.episodes}, metrics,
                               self.pending, sps, clock)
-            a.check_finite("training stopped")
+            row.update(self.custom)
+            self.custom = {}
             if run is not None:
                 run.log_metrics(row)
             self.progress.update(a.env_steps, float(np.mean(a.recent_returns)) if a.recent_returns else None, sps)
             self.pending, self.last_log_t, self.last_log_steps = [], clock.train, a.env_steps
             self.log.advance(a.env_steps)
-        if self.evals.due(a.env_steps) or (self.eval_every and a.env_steps >= self.target):
-            t0 = time.perf_counter()
-            res = a.evaluate(self.eval_episodes)
-            clock.eval_time += time.perf_counter() - t0
-            row = {"env_steps": a.env_steps, "wall_seconds": round(clock.wall, 3),
-                   "train_seconds": round(clock.train, 3), "mean": res["mean"], "std": res["std"],
-                   "episodes": self.eval_episodes}
-            a._run["evals"].append(row)
-            if run is not None:
-                run.log_eval(row)
-            self.evals.advance(a.env_steps)
         if run is not None and self.ckpts.due(a.env_steps):
             if self.before_save is not None:
                 self.before_save()
             a._save_run_checkpoint(self.run_dir, clock)
             self.ckpts.advance(a.env_steps)
-        if self.callback is not None and self.callback(a, {"env_steps": a.env_steps, "updates": a.updates,
-                                                           "metrics": metrics, "episode_returns": new_eps}) is False:
-            self.stopped = True
+
+    def evaluate(self, n_episodes: int, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An evaluation now: timed apart from training, recorded (``agent.evaluations``,
+        evals.csv, TensorBoard); ``info`` (a callback's) gets it as ``eval``."""
+        a, clock = self.agent, self.clock
+        t0 = time.perf_counter()
+        res = a.evaluate(n_episodes)
+        clock.eval_time += time.perf_counter() - t0
+        row = {"env_steps": a.env_steps, "wall_seconds": round(clock.wall, 3), "train_seconds": round(clock.train, 3),
+               "mean": res["mean"], "std": res["std"], "episodes": n_episodes}
+        a._run["evals"].append(row)
+        if self.run is not None:
+            self.run.log_eval(row)
+        if info is not None:
+            info.update(eval=row, evaluated=True)
+        return row
+
+    def log_value(self, name: str, value: Any) -> None:
+        """A callback's own scalar, written in the next metrics row (metrics.csv, TensorBoard)."""
+        if not isinstance(name, str) or not name or name in ("env_steps", "updates", "episodes"):
+            raise ConfigError(f"invalid name for log(): {name!r} (allowed: a non-empty string other than env_steps, "
+                              "updates, episodes)")
+        try:
+            self.custom[name] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"invalid value for log({name!r}, ...): {short_repr(value)} (allowed: a number)") from None
 
     def close(self) -> None:
         self.progress.close()
@@ -569,14 +693,37 @@ class TrainingSession:
                 self.before_save()
             a._save_run_checkpoint(run_dir, self.clock)
             if not interrupted:
-                a.save(Path(run_dir) / "model" / ckpt.FILENAME)
+                a.save_model(Path(run_dir) / "model" / ckpt.FILENAME)
             write_summary(Path(run_dir), {"algo": a.algo, "env_id": a.env_id, "seed": a.cfg.seed,
                                           "config": a.cfg.to_dict()},
                           a._run["evals"], a.env_steps, a.updates, self.clock, self.threshold)
-            self.run.close()
+            self.run.close(exit_code=1 if interrupted else 0)
         if interrupted:
             raise KeyboardInterrupt(f"training interrupted at env step {a.env_steps}"
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
+
+
+def write_run_config(run_dir: Path, agent: Agent, target: int, eval_every: int, eval_episodes: int) -> None:
+    """``config.yaml`` of a run directory made by ``learn(run_dir=...)``, as ``critic train``
+    writes it, so ``critic train --resume RUN`` continues it (to ``target`` env steps). One that
+    ``critic train`` wrote is left as it is; one that ``learn`` wrote gets the new step target."""
+    from critic.config import dump_yaml, load_yaml
+
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        try:
+            old = load_yaml(path)
+        except Exception:
+            old = None
+        if not (isinstance(old, dict) and old.get("written_by") == "learn"):
+            return
+    run_cfg = {"algo": agent.algo, "env_id": agent.env_id, "seed": agent.cfg.seed, "steps": int(target),
+               "eval_every": int(eval_every), "eval_episodes": int(eval_episodes), "preset": None,
+               "allow_import": list(agent.allow_import), "hparams": agent.cfg.to_dict(), "written_by": "learn"}
+    if agent.env_id is None:
+        run_cfg["note"] = ("trained on an env given as an object or callable: critic train --resume needs a "
+                           "Gymnasium id; resume from Python with critic.load(RUN, env=..., for_training=True)")
+    path.write_text(dump_yaml(run_cfg))
 
 
 def steps_argument(total_steps: Any, total_timesteps: Any = None) -> int:
@@ -613,22 +760,36 @@ def _is_single(obs: Any, space: gym.Space) -> bool:
 
 
 def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: tuple[str, ...] = (),
-         _expect: type[Agent] | None = None, **overrides: Any) -> Agent:
-    """Load any saved agent: weights, optimizers, normalisers, counters and RNG states.
+         for_training: bool | None = None, _expect: type[Agent] | None = None, **overrides: Any) -> Agent:
+    """Load a saved agent: a model file, a full checkpoint, or a run directory (its ``model/``,
+    else its ``checkpoints/``).
 
-    ``env`` defaults to the env id stored in the checkpoint (None if it was built from a
-    callable: the agent can still ``predict``). ``overrides`` replace config fields (e.g. device).
-    A model made with your own ``encoder`` imports the encoder's module only when
-    ``allow_import`` names it (or its top-level package).
+    To act (the default without ``env``): the networks and the observation normaliser only,
+    no training envs, no replay, no optimizer state, and only those tensors read from a full
+    checkpoint; ``predict``, ``evaluate`` (on the stored env id, built at the first
+    evaluation) and export work, ``learn`` refuses. To train on (``for_training=True``, the
+    default when ``env`` is given): a full checkpoint's every part (weights, optimizers,
+    normalisers, replay, counters, RNG and env states), on ``env`` or the stored env id.
+    ``overrides`` replace config fields (e.g. device). A model made with your own ``encoder``
+    imports the encoder's module only when ``allow_import`` names it (or its top-level package).
     """
     allow_import = tuple(allow_import)
+    if for_training is None:
+        for_training = env is not None
+    if not isinstance(for_training, bool):
+        raise ConfigError(f"invalid value for 'for_training': {for_training!r} (allowed: True, False, None)")
     if Path(path).is_dir() and (Path(path) / "batch.safetensors").is_file():  # a batched run's directory
         _, meta = ckpt.read(Path(path) / "batch.safetensors")
         cls = Agent._algorithms.get(meta.get("algo")) if isinstance(meta, dict) else None
         if cls is None or _expect not in (None, cls):
             raise ckpt.CheckpointError(f"{path}: a batched run of {meta.get('algo')!r}, which this cannot load")
         return cls._load_batch(path, env=env, allow_import=allow_import)
-    tensors, meta = ckpt.read(path)
+    acting = None if for_training else (lambda k: k.startswith(("nets/", "obs_norm")))
+    tensors, meta = ckpt.read(path, acting)
+    if isinstance(meta, dict) and meta.get("kind") == "model" and for_training:
+        raise ckpt.CheckpointError(f"{ckpt.resolve(path)}: a model file (what acting needs: weights, normalisation) "
+                                   "holds no training state; continue training from the run's "
+                                   "checkpoints/agent.safetensors, or load this with for_training=False to act")
     if isinstance(meta, dict) and meta.get("kind") == "components":
         raise ckpt.CheckpointError(f"{path}: a components checkpoint ({meta.get('architecture', {}).get('class')}), "
                                    "not an agent: build the same objects and call their .load(path)")
@@ -656,6 +817,13 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: t
                 f"--allow-import {module}")
     env_spec = env if env is not None else meta.get("env_id")
     allowed = tuple(dict.fromkeys([*meta.get("allow_import", ()), *allow_import]))
+    if not for_training:
+        agent = cls(env_spec, cfg, spaces=spaces, allow_import=allowed, for_training=False,
+                    mask_source=meta.get("mask_source"))
+        agent._load_model(tensors, meta, str(path))
+        if meta.get("kind") != "model":  # a full checkpoint: set_env(env) loads it for training
+            agent._source = (path, {"allow_import": allow_import, **overrides})
+        return agent
     try:
         agent = cls(env_spec, cfg, spaces=spaces, allow_import=allowed)
     except EnvError as e:

@@ -16,10 +16,11 @@ import random
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -101,22 +102,37 @@ def resolve(path: str | os.PathLike) -> Path:
                           f"model/{FILENAME} and checkpoints/{FILENAME})")
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Validate and read a checkpoint; any defect raises :class:`CheckpointError`."""
+def read(path: str | os.PathLike, select: Callable[[str], bool] | None = None
+         ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Validate and read a checkpoint; any defect raises :class:`CheckpointError`.
+
+    ``select``: read only the tensors whose name it accepts (the checksum is still verified,
+    over the file streamed in chunks), so loading a model for inference out of a full training
+    checkpoint does not hold its replay in memory."""
     path = resolve(path)
     try:
-        blob = path.read_bytes()
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) == 8:
+                (n,) = struct.unpack("<Q", head)
+                header_bytes = f.read(n) if n <= MAX_HEADER else b""
+            if select is None:
+                rest = f.read()
+            else:
+                digest = hashlib.sha256()
+                for chunk in iter(lambda: f.read(1 << 24), b""):
+                    digest.update(chunk)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    if len(blob) == 0:
+    if size == 0:
         raise CheckpointError(f"{path}: file is empty")
-    if len(blob) < 8:
-        raise CheckpointError(f"{path}: truncated file ({len(blob)} bytes)")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > MAX_HEADER or 8 + n > len(blob):
-        raise CheckpointError(f"{path}: truncated or not a checkpoint (header of {n} bytes, file of {len(blob)})")
+    if size < 8:
+        raise CheckpointError(f"{path}: truncated file ({size} bytes)")
+    if n > MAX_HEADER or 8 + n > size:
+        raise CheckpointError(f"{path}: truncated or not a checkpoint (header of {n} bytes, file of {size})")
     try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
+        header = json.loads(header_bytes.decode("utf-8"))
         file_meta = header.get("__metadata__") or {}
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         raise CheckpointError(f"{path}: corrupted header (not valid JSON)") from None
@@ -131,11 +147,16 @@ def read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, An
                               f"critic reads up to {VERSION}); upgrade critic to load it")
     if version < 1:
         raise CheckpointError(f"{path}: unknown checkpoint version {version}")
-    if hashlib.sha256(blob[8 + n:]).hexdigest() != file_meta.get("sha256"):
+    found = hashlib.sha256(rest).hexdigest() if select is None else digest.hexdigest()
+    if found != file_meta.get("sha256"):
         raise CheckpointError(f"{path}: data checksum mismatch (file truncated or corrupted)")
     try:
         meta = json.loads(file_meta["meta"])
-        tensors = st_load(blob)
+        if select is None:
+            tensors = st_load(head + header_bytes + rest)
+        else:
+            with safe_open(str(path), framework="pt") as st:
+                tensors = {k: st.get_tensor(k).clone() for k in st.keys() if select(k)}
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: corrupted checkpoint ({type(e).__name__}: {e})") from None
     return tensors, meta

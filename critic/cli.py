@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -88,10 +89,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": cfg.seed, "steps": steps,
                "eval_every": eval_every, "eval_episodes": eval_episodes,
                "preset": str(preset_path) if preset_path else None,
-               "allow_import": list(args.allow_import or ()), "hparams": cfg.to_dict()}
+               "allow_import": list(args.allow_import or ()), "hparams": cfg.to_dict(), **_run_options(args, {})}
     (out / "config.yaml").write_text(dump_yaml(run_cfg))
     print(f"critic: training {cls.algo} on {args.env_id} for {steps:,} steps -> {out}", file=sys.stderr)
-    return _run(agent, steps, out, eval_every, eval_episodes, args)
+    return _run(agent, steps, out, eval_every, eval_episodes, args, run_cfg)
+
+
+def _run_options(args: argparse.Namespace, stored: dict[str, Any]) -> dict[str, Any]:
+    """--stop-at, --checkpoint-every and --keep-checkpoints: given now, else as the run's
+    config.yaml stored them (a resumed run keeps them); validated."""
+    out = {}
+    for key in ("stop_at", "checkpoint_every", "keep_checkpoints"):
+        value = getattr(args, key, None)
+        out[key] = value if value is not None else stored.get(key)
+    for key in ("checkpoint_every", "keep_checkpoints"):
+        if out[key] is not None and (isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 1):
+            raise ConfigError(f"invalid value for '--{key.replace('_', '-')}': {out[key]!r} (allowed: an integer >= 1)")
+    if out["stop_at"] is not None and not math.isfinite(out["stop_at"]):
+        raise ConfigError(f"invalid value for '--stop-at': {out['stop_at']!r} (allowed: a finite number)")
+    return out
 
 
 def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int, eval_episodes: int,
@@ -143,10 +159,14 @@ def _resume(args: argparse.Namespace) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise CLIError(f"--resume {run_dir}: not a run directory (no config.yaml)")
     run_cfg = load_yaml(run_dir / "config.yaml")
+    if not run_cfg.get("env_id"):
+        raise CLIError(f"--resume {run_dir}: the run was trained on an env given as an object or callable, which the "
+                       "command line cannot rebuild; resume it from Python: critic.load(RUN, env=..., "
+                       "for_training=True).learn(...)")
     ck = run_dir / "checkpoints" / ckpt.FILENAME
     if not ck.is_file():
         return _restart(run_dir, run_cfg, args)
-    agent = critic.load(ck, allow_import=tuple(args.allow_import or ()))
+    agent = critic.load(ck, allow_import=tuple(args.allow_import or ()), for_training=True)
     steps = args.steps if args.steps is not None else int(run_cfg["steps"])
     remaining = steps - agent.env_steps
     print(f"critic: resuming {agent.algo} on {run_cfg['env_id']} at step {agent.env_steps:,} "
@@ -155,7 +175,7 @@ def _resume(args: argparse.Namespace) -> int:
         print("critic: nothing to do, the run already reached its step budget", file=sys.stderr)
         return 0
     return _run(agent, remaining, run_dir, int(run_cfg.get("eval_every") or 0),
-                int(run_cfg.get("eval_episodes") or 10), args)
+                int(run_cfg.get("eval_episodes") or 10), args, run_cfg)
 
 
 def _resume_batch(run_dir: Path, args: argparse.Namespace) -> int:
@@ -226,13 +246,29 @@ def _restart(run_dir: Path, run_cfg: dict[str, Any], args: argparse.Namespace) -
     agent = cls(env_id, cfg, allow_import=tuple(run_cfg.get("allow_import") or ()))
     _clear_failed_attempt(run_dir)
     return _run(agent, steps, run_dir, int(run_cfg.get("eval_every") or 0), int(run_cfg.get("eval_episodes") or 10),
-                args)
+                args, run_cfg)
 
 
-def _run(agent, steps: int, out: Path, eval_every: int, eval_episodes: int, args) -> int:
+def _run(agent, steps: int, out: Path, eval_every: int, eval_episodes: int, args, run_cfg: dict[str, Any]) -> int:
+    """Train with the run directory's callbacks: the best model so far in best/ (at each
+    evaluation), --stop-at, --keep-checkpoints; --track logs to Weights & Biases."""
+    from critic.callbacks import CheckpointCallback, EvalCallback, StopOnReward
+    from critic.track import make_tracker, tracker_kwargs
+
+    opts = _run_options(args, run_cfg)
+    every = opts["checkpoint_every"] or max(eval_every, 10_000)
+    callbacks: list[Any] = []
+    if eval_every:
+        callbacks.append(EvalCallback(eval_every, eval_episodes))
+    if opts["stop_at"] is not None:
+        callbacks.append(StopOnReward(opts["stop_at"]))
+    if opts["keep_checkpoints"] is not None:
+        callbacks.append(CheckpointCallback(every, keep=opts["keep_checkpoints"]))
+    tracker = make_tracker(getattr(args, "track", False), out, run_cfg, **tracker_kwargs(args)) \
+        if getattr(args, "track", False) else None
     try:
-        agent.learn(steps, run_dir=out, eval_every=eval_every, eval_episodes=eval_episodes,
-                    checkpoint_every=max(eval_every, 10_000), progress_bar=not args.no_progress)
+        agent.learn(steps, callbacks or None, run_dir=out, eval_every=eval_every, eval_episodes=eval_episodes,
+                    checkpoint_every=every, progress_bar=not args.no_progress, tracker=tracker)
     except KeyboardInterrupt:
         print(f"\ncritic: interrupted at step {agent.env_steps:,}; checkpoint saved. "
               f"Continue with: critic train --resume {out}", file=sys.stderr)
@@ -265,29 +301,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_video(agent, args) -> int:
-    from PIL import Image
-
-    env = agent.make_eval_env(render_mode="rgb_array")
+    """``--video``: an MP4 (through imageio and its ffmpeg), one GIF, or a folder of GIFs."""
     out = Path(args.video)
-    out.mkdir(parents=True, exist_ok=True)
-    returns = []
-    for ep in range(args.episodes):
-        obs, _ = env.reset(seed=None if args.seed is None else args.seed + ep)
-        frames, total, done = [env.render()], 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(agent.predict(obs, deterministic=not args.stochastic)[0])
-            total += float(r)
-            done = term or trunc
-            frames.append(env.render())
-        returns.append(total)
-        imgs = [Image.fromarray(f) for f in frames[::2] if f is not None]
-        if imgs:
-            path = out / f"episode-{ep}.gif"
-            imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=40, loop=0)
-            print(f"episode {ep}: return {total:.1f}, {len(frames) - 1} steps -> {path}")
-    env.close()
+    kind = out.suffix.lower()
+    if kind not in (".mp4", ".gif", ""):
+        raise CLIError(f"--video {out}: unknown video type {out.suffix!r} (allowed: a .mp4 or .gif file, or a folder)")
+    writer = None
+    if kind == ".mp4":
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
+        except ImportError:
+            raise CLIError('--video x.mp4 needs imageio and imageio-ffmpeg: pip install "critic[video]" (or give '
+                           "a .gif name)") from None
+    env = agent.make_eval_env(render_mode="rgb_array")
+    fps = int(env.metadata.get("render_fps") or 30)
+    if kind:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    returns, gif_frames = [], []
+    try:
+        for ep in range(args.episodes):
+            obs, _ = env.reset(seed=None if args.seed is None else args.seed + ep)
+            frames, total, done = [env.render()], 0.0, False
+            while not done:
+                obs, r, term, trunc, _ = env.step(agent.predict(obs, deterministic=not args.stochastic)[0])
+                total += float(r)
+                done = term or trunc
+                frames.append(env.render())
+            frames = [f for f in frames if f is not None]
+            returns.append(total)
+            if not frames:
+                raise CLIError("the env renders no rgb_array frames (render_mode='rgb_array' gave None)")
+            if kind == ".mp4":
+                if writer is None:
+                    writer = imageio.get_writer(str(out), fps=fps, macro_block_size=1)
+                for f in frames:
+                    writer.append_data(f)
+                print(f"episode {ep}: return {total:.1f}, {len(frames) - 1} steps")
+            elif kind == ".gif":
+                gif_frames += frames[::2]
+                print(f"episode {ep}: return {total:.1f}, {len(frames) - 1} steps")
+            else:
+                path = out / f"episode-{ep}.gif"
+                _write_gif(path, frames[::2], fps // 2)
+                print(f"episode {ep}: return {total:.1f}, {len(frames) - 1} steps -> {path}")
+    finally:
+        if writer is not None:
+            writer.close()
+        env.close()
+    if kind == ".gif":
+        _write_gif(out, gif_frames, fps // 2)
+    if kind:
+        print(f"video: {out} ({out.stat().st_size / 1024:.0f} KiB)")
     print(f"mean return {sum(returns) / len(returns):.2f} over {len(returns)} episodes")
     return 0
+
+
+def _write_gif(path: Path, frames: list, fps: int) -> None:
+    from PIL import Image
+
+    imgs = [Image.fromarray(f) for f in frames]
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=max(1000 // max(fps, 1), 20), loop=0)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -400,7 +476,16 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--allow-import", action="append", metavar="MODULE",
                    help="allow env ids of the form MODULE:Env, or an encoder MODULE:function (--set "
                         "encoder=...), to import MODULE")
+    t.add_argument("--stop-at", type=float, metavar="RETURN",
+                   help="stop once an evaluation's mean return reaches RETURN (e.g. 475 on CartPole-v1)")
+    t.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write the resumable checkpoint every N env steps (default max(eval-every, 10000))")
+    t.add_argument("--keep-checkpoints", type=int, metavar="K",
+                   help="also keep the last K checkpoints as checkpoints/step_<N>.safetensors")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from critic.track import add_track_arguments
+
+    add_track_arguments(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a saved model or run directory")
@@ -408,7 +493,8 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    e.add_argument("--video", metavar="DIR", help="write an animated GIF of each episode to DIR")
+    e.add_argument("--video", metavar="PATH", help="record the episodes: an MP4 file (PATH ending in .mp4), one "
+                                                  "GIF (.gif), or a folder of one GIF per episode (any other PATH)")
     e.add_argument("--allow-import", action="append", metavar="MODULE",
                    help="allow the model's env id (MODULE:Env) or its own encoder (MODULE:function) to import MODULE")
     e.set_defaults(func=cmd_eval)
@@ -440,6 +526,12 @@ def build_parser(algo_for_help: str | None = None) -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="algorithms and presets, or one algorithm's hyper-parameters")
     ls.add_argument("algo", nargs="?")
     ls.set_defaults(func=cmd_list)
+
+    from critic.export import add_export_parser
+    from critic.tune import add_tune_parser
+
+    add_export_parser(sub)
+    add_tune_parser(sub)
     return p
 
 

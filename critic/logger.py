@@ -112,7 +112,10 @@ class CSVWriter:
 class RunLogger:
     """Writes metrics.csv, evals.csv and TensorBoard events (when tensorboard is installed)."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True):
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, tracker: Any = None):
+        """``tracker``: an experiment tracker (``critic.track.WandbTracker``, or any object with
+        ``log_metrics(row)``, ``log_eval(row)`` and ``close(run_dir, exit_code)``) fed the same rows."""
+        self.tracker = tracker
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics = CSVWriter(self.dir / "metrics.csv")
@@ -127,6 +130,8 @@ class RunLogger:
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         self.metrics.write(row)
+        if self.tracker is not None:
+            self.tracker.log_metrics(row)
         if self.tb is not None:
             step = int(row["env_steps"])
             for k, v in row.items():
@@ -135,13 +140,20 @@ class RunLogger:
 
     def log_eval(self, row: dict[str, Any]) -> None:
         self.evals.write(row)
+        if self.tracker is not None:
+            self.tracker.log_eval(row)
         if self.tb is not None:
             self.tb.add_scalar("eval/mean_return", row["mean"], int(row["env_steps"]))
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
+        """Flush TensorBoard and finish the tracker's run (``exit_code`` 1: the run failed)."""
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+            self.tb = None
+        if self.tracker is not None:
+            tracker, self.tracker = self.tracker, None
+            tracker.close(self.dir, exit_code=exit_code)
 
 
 class Clock:

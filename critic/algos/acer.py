@@ -240,7 +240,7 @@ class ACER(Agent):
         self.nets = ACERNets(online).to(self.device)
         self.optims = {"main": make_optimizer(self.nets.online, cfg)}
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 else torch.float32
-        replay = SequenceReplay(cfg.buffer_size, cfg.n_steps, cfg.num_envs, self.obs_space.shape, obs_dtype,
+        replay = SequenceReplay(self.storage_capacity(cfg.n_steps * cfg.num_envs), cfg.n_steps, cfg.num_envs, self.obs_space.shape, obs_dtype,
                                 n_actions, self.device)
         self.replay = replay
         self.collector = SequenceCollector(replay, self.nets.online.probs, n_actions, self.device, seed=cfg.seed,

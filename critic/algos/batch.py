@@ -392,7 +392,8 @@ class SeedBatch:
         agents, rng = [], []
         try:
             for name in meta["members"]:
-                agents.append(load(Path(run_dir) / name / "checkpoints", env=env, allow_import=allow_import))
+                agents.append(load(Path(run_dir) / name / "checkpoints", env=env, allow_import=allow_import,
+                                   for_training=True))
                 rng.append(torch.get_rng_state())  # the member's own stream, from its checkpoint
         except BaseException:
             for a in agents:

@@ -111,7 +111,7 @@ def build_deterministic(agent, n_critics: int) -> None:
         flatten_(target.parameters(), grads=False)
     exploration = DeterministicExploration(nets, cfg.noise_type, cfg.action_noise, cfg.num_envs, act_dim,
                                            agent.np_rng)
-    replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, agent.obs_space, agent.act_space, cfg.gamma,
+    replay = ReplayBuffer(agent.storage_capacity(cfg.num_envs), cfg.num_envs, agent.obs_space, agent.act_space, cfg.gamma,
                           cfg.bootstrap_n, dev, optimize_memory=cfg.optimize_memory)
     collector = ReplayCollector(replay, cfg, agent.act_space, dev, exploration.explore, exploration.episode_end)
     agent.nets, agent.optims, agent.exploration, agent.collector = nets, optims, exploration, collector

@@ -337,7 +337,7 @@ class SAC(Batched, Agent):
             "alpha": adam([self.nets.log_alpha], cfg.learning_rate, cfg, cfg.optim_eps),
         }
         flatten_(self.nets.critic_target.parameters(), grads=False)  # Polyak in one operation
-        replay = ReplayBuffer(cfg.buffer_size, cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
+        replay = ReplayBuffer(self.storage_capacity(cfg.num_envs), cfg.num_envs, self.obs_space, self.act_space, cfg.gamma,
                               cfg.bootstrap_n, self.device, optimize_memory=cfg.optimize_memory)
         self.collector = ReplayCollector(replay, cfg, self.act_space, self.device, self._explore)
         self.replay, self.scaler, self.env_action = replay, self.collector.scaler, self.collector.to_env

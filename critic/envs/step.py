@@ -15,7 +15,9 @@ steps where some sub-env finished, so other envs pay nothing for it.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -40,6 +42,23 @@ class Step:
         return self.terminated | self.truncated
 
 
+def env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
+    """Sub-env ``i``'s info out of a vector env's stacked infos (arrays with ``_key`` masks)."""
+    out: dict[str, Any] = {}
+    for k, v in infos.items():
+        if k.startswith("_"):
+            continue
+        has = infos.get(f"_{k}")
+        if has is not None and not bool(np.asarray(has)[i]):
+            continue
+        if isinstance(v, dict):
+            out[k] = env_info(v, i)
+        else:
+            x = v[i] if isinstance(v, (np.ndarray, list, tuple)) and np.ndim(v) > 0 and len(v) > i else v
+            out[k] = x.item() if isinstance(x, np.generic) else x
+    return out
+
+
 class EnvStepper:
     """Wraps a same-step-autoreset vector env; counts env steps and finished episodes."""
 
@@ -50,6 +69,10 @@ class EnvStepper:
         self._float_obs = np.issubdtype(venv.single_observation_space.dtype, np.floating)
         self.ep_ret = np.zeros(self.num_envs, dtype=np.float64)
         self.ep_len = np.zeros(self.num_envs, dtype=np.int64)
+        self.finished_infos: deque[dict[str, Any]] = deque(maxlen=10_000)
+        """The last step's info of each finished episode (the env's own keys, plus ``episode``:
+        ``{"r": return, "l": length}`` as Stable-Baselines3's Monitor names them, unless the env
+        gives its own); the training loop hands them to callbacks and empties this."""
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
@@ -92,6 +115,10 @@ class EnvStepper:
                 returns = np.where(has, score, self.ep_ret)
             step.episode_returns = returns[ended].tolist()
             step.episode_lengths = self.ep_len[ended].tolist()
+            for i, r, n in zip(np.flatnonzero(ended), step.episode_returns, step.episode_lengths):
+                one = env_info(final_info, int(i)) if final_info is not None else {}
+                one.setdefault("episode", {"r": r, "l": n})
+                self.finished_infos.append(one)
             self.ep_ret[ended] = 0
             self.ep_len[ended] = 0
         return step

@@ -7,9 +7,9 @@ ints (a NumPy scalar makes every ``action_space.contains`` check slower), and re
 finished episode's true final observation in ``info["final_obs"]`` exactly like Gymnasium's
 ``AutoresetMode.SAME_STEP`` (which is what ``envs/step.py`` reads).
 
-Other infos are dropped, except a finished episode's ``"episode_score"`` (the raw game score
-that Atari stacks report, ``envs/atari.py``), which goes to ``info["final_info"]`` with its
-``_episode_score`` mask, where Gymnasium's own vector envs put it too.
+Other infos are dropped, except a finished episode's last info, which goes to
+``info["final_info"]`` stacked with ``_key`` masks, where Gymnasium's own vector envs put it
+(callbacks read it; Atari stacks report the game's raw ``"episode_score"`` there, ``envs/atari.py``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class LeanSyncVectorEnv(gym.vector.VectorEnv):
     def step(self, actions):
         acts = actions.tolist() if self._int_actions else actions
         infos: dict[str, Any] = {}
-        final = scores = None
+        final = None
         for i, env in enumerate(self.envs):
             obs, r, term, trunc, info = env.step(acts[i])
             self._rew[i], self._term[i], self._trunc[i] = r, term, trunc
@@ -66,18 +66,16 @@ class LeanSyncVectorEnv(gym.vector.VectorEnv):
                 if final is None:
                     final = np.empty(self.num_envs, dtype=object)
                     mask = np.zeros(self.num_envs, bool)
+                    final_info: dict[str, Any] = {}
                 final[i], mask[i] = obs, True
-                if "episode_score" in info:
-                    if scores is None:
-                        scores, has_score = np.zeros(self.num_envs), np.zeros(self.num_envs, bool)
-                    scores[i], has_score[i] = info["episode_score"], True
+                if info:
+                    self._add_info(final_info, info, i)
                 obs, _ = env.reset()
             self._obs[i] = obs
         if final is not None:
             infos["final_obs"], infos["_final_obs"] = final, mask
-            if scores is not None:
-                infos["final_info"] = {"episode_score": scores, "_episode_score": has_score}
-                infos["_final_info"] = mask
+            if final_info:
+                infos["final_info"], infos["_final_info"] = final_info, mask
         return self._obs.copy(), self._rew.copy(), self._term.copy(), self._trunc.copy(), infos
 
     def render(self):

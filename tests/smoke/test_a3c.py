@@ -45,7 +45,7 @@ def test_face_learn_predict_evaluate_save_load(tmp_path):
     assert a.shape == () and agent.evaluate(2)["mean"] > 0
     path = agent.save(tmp_path / "a3c.safetensors")
     agent.close()
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert isinstance(loaded, A3C) and loaded.env_steps == agent.env_steps
     torch.testing.assert_close(_flat(loaded), _flat(agent))
     loaded.learn(500, progress_bar=False)  # continues: statistics re-shared with new workers
@@ -60,7 +60,7 @@ def test_run_dir_checkpoints_and_resume(tmp_path):
     agent.close()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["algo"] == "a3c" and summary["env_steps"] == agent.env_steps
-    ck = critic.load(run / "checkpoints")
+    ck = critic.load(run / "checkpoints", for_training=True)
     assert ck.env_steps == agent.env_steps and ck.updates == agent.updates
     ck.learn(500, progress_bar=False)
     assert ck.env_steps >= agent.env_steps + 500

@@ -67,7 +67,7 @@ def test_face_learn_evaluate_save_load(tmp_path):
     assert agent.evaluate(2)["mean"] > 0
     path = agent.save(tmp_path / "a3c.safetensors")
     agent.close()
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert loaded.cfg.backend == "ray" and loaded.env_steps == agent.env_steps
     loaded.learn(500, progress_bar=False)
     assert loaded.env_steps >= agent.env_steps + 500 and _consistent(loaded)

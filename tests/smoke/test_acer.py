@@ -27,7 +27,7 @@ def test_learn_predict_evaluate_save_load(tmp_path):
     assert a.shape == () and a in (0, 1)
     assert agent.predict(np.zeros((3, 4), np.float32))[0].shape == (3,)
     assert len(agent.evaluate(2)["returns"]) == 2
-    loaded = critic.load(agent.save(tmp_path / "acer"))
+    loaded = critic.load(agent.save(tmp_path / "acer"), for_training=True)
     assert type(loaded) is critic.ACER and loaded.updates == agent.updates
     for p, q in zip(agent.nets.parameters(), loaded.nets.parameters()):
         assert torch.equal(p, q)

@@ -20,7 +20,7 @@ def test_learn_predict_save_load(tmp_path):
     assert agent.updates == 70
     a = agent.predict(np.zeros(3, np.float32), deterministic=True)[0]
     assert a.shape == (1,) and -2.0 <= a[0] <= 2.0
-    loaded = critic.load(agent.save(tmp_path / "ddpg.safetensors"))
+    loaded = critic.load(agent.save(tmp_path / "ddpg.safetensors"), for_training=True)
     assert type(loaded) is critic.DDPG and loaded.updates == 70
     assert np.allclose(loaded.noise.x, agent.noise.x)
     for p, q in zip(agent.nets.parameters(), loaded.nets.parameters()):

@@ -43,7 +43,7 @@ _SECOND_HALF = textwrap.dedent("""
     ckpt_path, out, n, drop_env_state = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the envs' state must restore without a warning
-        agent = critic.load(ckpt_path)
+        agent = critic.load(ckpt_path, for_training=True)
     if drop_env_state:
         agent.stream.obs = None
     agent.learn(n, progress_bar=False)
@@ -107,7 +107,7 @@ def test_lr_schedule_continues_across_resume(tmp_path):
     agent.learn(160, progress_bar=False, callback=lambda a, i: a.env_steps < 80)  # stopped half-way
     ck = agent.save(tmp_path / "half")
     lr_before = agent.optims["main"].param_groups[0]["lr"]
-    loaded = critic.load(ck)
+    loaded = critic.load(ck, for_training=True)
     loaded.learn(160 - loaded.env_steps, progress_bar=False, callback=lambda a, i: False)  # one update
     # that update (at step 96) of the (0, 160) decay runs at lr * (1 - 96/160); a decay
     # restarted over (80, 160) would run it at lr * (1 - 16/80)

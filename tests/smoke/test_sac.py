@@ -70,7 +70,7 @@ def test_save_load_restores_replay_and_continues(tmp_path):
     agent = small()
     agent.learn(100, progress_bar=False)
     path = agent.save(tmp_path / "sac.safetensors")
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert len(loaded.replay) == len(agent.replay) and loaded.replay.pos == agent.replay.pos
     assert torch.equal(loaded.replay.obs[:100], agent.replay.obs[:100])
     assert torch.equal(loaded.nets.log_alpha, agent.nets.log_alpha)
@@ -173,7 +173,7 @@ def test_checkpoint_without_replay_refills_before_updating(tmp_path):
     from critic import checkpoint as ckpt
     tensors, _ = ckpt.read(path)
     assert not any(k.startswith("replay/") and k != "replay/sample_generator" for k in tensors)
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert len(loaded.replay) == 0 and loaded.updates == 50
     loaded.learn(40, progress_bar=False)  # refilling: learning_starts (50) steps without updates
     assert loaded.updates == 50 and len(loaded.replay) == 40
@@ -186,7 +186,7 @@ def test_compile_option_runs_and_checkpoints_like_eager(tmp_path):
     agent = small(compile=True)
     agent.learn(70, progress_bar=False)
     assert agent.updates == 20
-    loaded = critic.load(agent.save(tmp_path / "c.safetensors"), compile=False)
+    loaded = critic.load(agent.save(tmp_path / "c.safetensors"), compile=False, for_training=True)
     obs = torch.zeros(4, 3)
     with torch.no_grad():
         assert torch.allclose(agent.nets.dist(obs).mode(), loaded.nets.dist(obs).mode(), atol=1e-5)

@@ -19,7 +19,7 @@ def test_seeds_give_a_batch_of_ordinary_members_with_run_dirs_and_an_aggregate(t
     batch.learn(256, progress_bar=False, run_dir=tmp_path, eval_every=128, eval_episodes=2)
     assert all(a.env_steps == 256 and a.updates == 8 for a in batch.agents)
     for s, a in zip((3, 5), batch.agents):
-        loaded = critic.load(tmp_path / f"seed_{s}" / "model")  # each member loads alone
+        loaded = critic.load(tmp_path / f"seed_{s}" / "checkpoints", for_training=True)  # each member loads alone
         assert loaded.cfg.seed == s and loaded.env_steps == 256
         for (n, p), (_, q) in zip(a.nets.state_dict().items(), loaded.nets.state_dict().items()):
             assert torch.equal(p, q), n
@@ -122,7 +122,7 @@ def test_a_batched_run_resumes_exactly_in_a_new_process(tmp_path):
     first = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     first.learn(96, progress_bar=False, run_dir=tmp_path / "b")
     first.close()
-    code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}); "
+    code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}, for_training=True); "
             f"b.learn(96, progress_bar=False, run_dir={str(tmp_path / 'b')!r}); "
             f"torch.save(b.weights(), {str(tmp_path / 'flat.pt')!r})")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
@@ -132,7 +132,7 @@ def test_a_batched_run_resumes_exactly_in_a_new_process(tmp_path):
     again = critic.PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     again.learn(96, progress_bar=False, run_dir=tmp_path / "c")
     again.close()
-    members = [critic.load(tmp_path / "c" / f"seed_{s}" / "checkpoints") for s in (0, 1)]
+    members = [critic.load(tmp_path / "c" / f"seed_{s}" / "checkpoints", for_training=True) for s in (0, 1)]
     fresh = SeedBatch(members)
     fresh.generators = [torch.Generator().manual_seed(99 + k) for k in range(2)]
     fresh.learn(96, progress_bar=False)

@@ -36,7 +36,7 @@ def test_a_batch_trains_members_that_load_alone_and_repeats_bit_for_bit(case, tm
         assert batch.agents[0].updates == batch.agents[1].updates
         if run == 0:
             for k, s in enumerate((0, 1)):
-                loaded = critic.load(tmp_path / "0" / f"seed_{s}" / "model")
+                loaded = critic.load(tmp_path / "0" / f"seed_{s}" / "checkpoints", for_training=True)
                 assert loaded.env_steps == steps and loaded.updates == batch.agents[k].updates
                 for (n, p), (_, q) in zip(batch.agents[k].nets.state_dict().items(),
                                           loaded.nets.state_dict().items()):
@@ -62,7 +62,7 @@ def test_a_batch_resumes_exactly_in_a_new_process(case, tmp_path):
     first = cls(env, seeds=[0, 1], **hp)
     first.learn(steps, progress_bar=False, run_dir=tmp_path / "b")
     first.close()
-    code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}); "
+    code = (f"import critic, torch; b = critic.load({str(tmp_path / 'b')!r}, for_training=True); "
             f"b.learn({steps}, progress_bar=False, run_dir={str(tmp_path / 'b')!r}); "
             f"torch.save(b.weights(), {str(tmp_path / 'w.pt')!r})")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

@@ -46,7 +46,7 @@ def test_delayed_actor_and_target_updates_and_isolation():
 def test_save_load_and_determinism(tmp_path):
     agent = small(seed=3)
     agent.learn(100, progress_bar=False)
-    loaded = critic.load(agent.save(tmp_path / "td3.safetensors"))
+    loaded = critic.load(agent.save(tmp_path / "td3.safetensors"), for_training=True)
     assert loaded.replay.pos == agent.replay.pos and loaded.updates == agent.updates
     for p, q in zip(agent.nets.parameters(), loaded.nets.parameters()):
         assert torch.equal(p, q)

@@ -59,7 +59,7 @@ def _assert_same_agent(a, b):
 def test_round_trip_ppo(trained):
     agent, path = trained
     assert agent.env_steps == 32 and agent.updates == 2
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     _assert_same_agent(agent, loaded)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     assert np.array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
@@ -71,7 +71,7 @@ def test_round_trip_a2c_rmsprop_with_normalisers(tmp_path):
     agent.learn(48, progress_bar=False)
     path = agent.save(tmp_path)  # a folder: agent.safetensors inside it
     assert path == tmp_path / ckpt.FILENAME
-    loaded = critic.A2C.load(tmp_path)
+    loaded = critic.A2C.load(tmp_path, for_training=True)
     _assert_same_agent(agent, loaded)
     for attr in ("obs_norm", "rew_norm"):
         ra, rb = getattr(agent, attr).rms, getattr(loaded, attr).rms
@@ -90,7 +90,7 @@ def test_load_restores_rng_states(trained, tmp_path):
     expected = (torch.rand(4), np.random.rand(3), random.random())
     expected_gen = agent.np_rng.bit_generator.state
     torch.rand(10), np.random.rand(10), random.random()  # move every RNG on
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert torch.equal(torch.rand(4), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
@@ -234,7 +234,7 @@ def test_failed_save_keeps_previous_checkpoint(trained, tmp_path, monkeypatch, f
         monkeypatch.undo()
         assert path.read_bytes() == before
         assert sorted(os.listdir(tmp_path)) == [ckpt.FILENAME]  # no partial/temp file left
-        loaded = critic.load(path)
+        loaded = critic.load(path, for_training=True)
         for k, v in loaded.nets.state_dict().items():
             assert torch.equal(v, original[k]), k
         loaded.close()

@@ -123,7 +123,7 @@ def test_writer_killed_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    loaded = critic.load(path)
+    loaded = critic.load(path, for_training=True)
     assert loaded.env_steps == 2_000 and len(loaded.replay) == 2_000
     loaded.close()
     leftovers = [p.name for p in path.parent.iterdir() if p.name != ckpt.FILENAME]

@@ -141,7 +141,7 @@ def test_agent_restores_envs_without_a_warning(tmp_path):
     path = agent.save(tmp_path / "m")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loaded = critic.load(path)
+        loaded = critic.load(path, for_training=True)
     np.testing.assert_array_equal(loaded.stream.obs, agent.stream.obs)
     np.testing.assert_array_equal(loaded.stepper.ep_ret, agent.stepper.ep_ret)
     assert loaded.venv.envs[0].unwrapped.state.tolist() == agent.venv.envs[0].unwrapped.state.tolist()

@@ -17,15 +17,17 @@ ROOT = Path(critic.__file__).parent
 # bottom to top; a module may import from a lower layer, or from its own package within a layer
 LAYERS = [
     ["critic.version", "critic.stats"],
-    ["critic.config", "critic.seeding", "critic.checkpoint", "critic.plotting"],
-    ["critic.presets", "critic.logger", "critic.nn", "critic.distributions", "critic.returns", "critic.optim",
-     "critic.normalize", "critic.wrappers"],
+    ["critic.config", "critic.seeding", "critic.checkpoint", "critic.plotting", "critic.track"],
+    ["critic.presets", "critic.logger", "critic.callbacks", "critic.nn", "critic.distributions", "critic.returns",
+     "critic.optim", "critic.normalize", "critic.wrappers"],
     ["critic.losses", "critic.modules", "critic.buffers", "critic.envs", "critic.aggregate"],
     ["critic.collect"],
     ["critic.runners"],
     ["critic.agent", "critic.components"],
     ["critic.algos"],
     ["critic"],  # the package's public API (this entry matches critic/__init__.py only)
+    ["critic.export"],  # policy export (ONNX, TorchScript) and its `critic export` command, which critic.cli wires in
+    ["critic.tune"],  # hyper-parameter search over the agents (its `critic tune` command is wired into critic.cli)
     ["critic.cli"],
     ["critic.__main__"],
 ]

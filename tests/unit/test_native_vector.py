@@ -75,7 +75,7 @@ def test_native_training_resumes_exactly(tmp_path):
     first = critic.PPO("CartPole-v1", seed=0, **hp)
     first.learn(512, progress_bar=False)
     first.save(tmp_path / "a.safetensors")
-    again = critic.load(tmp_path / "a.safetensors")
+    again = critic.load(tmp_path / "a.safetensors", for_training=True)
     again.learn(512, progress_bar=False)
     for (n, p), (_, q) in zip(straight.nets.state_dict().items(), again.nets.state_dict().items()):
         assert torch.equal(p, q), n

@@ -82,7 +82,7 @@ def test_adaptive_beta_follows_coachs_rule_and_is_checkpointed(tmp_path, monkeyp
     agent.learn(128, lambda a, i: seen.append(float(a.kl_coef)), progress_bar=False)
     assert seen == pytest.approx([3.0, 4.5, 3.0, 3.0])
     agent.save(tmp_path / "m")
-    assert float(critic.load(tmp_path / "m").kl_coef) == pytest.approx(3.0)
+    assert float(critic.load(tmp_path / "m", for_training=True).kl_coef) == pytest.approx(3.0)
 
 
 def test_no_penalty_keeps_beta_out():
