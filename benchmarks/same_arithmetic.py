@@ -18,6 +18,7 @@ face's examples. A3C is left out: its workers interleave under the OS scheduler.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -117,7 +118,9 @@ def run_cases(only: str = "") -> dict:
             a.learn(256, progress_bar=False)
             a.save(Path(d) / "ck")
             a.close()
-            b = critic.load(Path(d) / "ck")
+            # (to train on: critic.load acts by default since 0.2; older commits take no for_training)
+            train_on = {"for_training": True} if "for_training" in inspect.signature(critic.load).parameters else {}
+            b = critic.load(Path(d) / "ck", **train_on)
             b.learn(256, progress_bar=False)
             res[name] = _tensors_of(b)
             b.close()
