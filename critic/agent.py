@@ -116,7 +116,8 @@ class Agent:
         if cfg.normalize_obs and self.image:
             raise ConfigError("invalid value for 'normalize_obs': True (image observations are scaled to [0, 1] "
                               "instead; allowed: false for image spaces)")
-        set_cpu_threads(self.device, cfg.torch_threads, wide=has_images(obs_space) or max(cfg.hidden_sizes) >= 256)
+        self._wide = has_images(obs_space) or max(cfg.hidden_sizes) >= 256
+        set_cpu_threads(self.device, cfg.torch_threads, wide=self._wide)
         self.prep = Preprocess(obs_space, self.image, cfg.num_envs, cfg.gamma, cfg.normalize_obs,
                                cfg.normalize_reward, cfg.reward_scale)
         self.stream = EnvStream(self.venv, self.prep) if self.venv is not None else None
@@ -318,6 +319,8 @@ class Agent:
         ``critic train --track`` makes a Weights & Biases one).
         """
         total_steps = steps_argument(total_steps, total_timesteps)
+        if self.cfg.torch_threads == 0:  # chosen again: the machine may be busier (or idler) than at construction
+            set_cpu_threads(self.device, 0, wide=self._wide)
         session = TrainingSession(self, total_steps, callback, progress_bar=progress_bar, run_dir=run_dir,
                                   eval_every=eval_every, eval_episodes=eval_episodes,
                                   checkpoint_every=checkpoint_every, threshold=threshold, tracker=tracker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Sequence
 
 import gymnasium as gym
@@ -33,17 +34,71 @@ def activation_fn(name: str):
     return _FAST_FNS.get(key) or activation_module(name)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _own_running() -> int:
+    """This process's threads that are running or runnable now (torch's pool spins a while
+    after each operation; they are ours, not competition)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                n += f.read().rpartition(")")[2].split()[0] == "R"
+        except OSError:
+            pass
+    return n
+
+
+def busy_cores(samples: int = 5, loadavg: str = "/proc/loadavg") -> int | None:
+    """Cores other processes keep busy right now: the runnable tasks Linux counts in
+    ``/proc/loadavg`` (its 4th field, an instant count unlike the load averages) less this
+    process's own, the median of ``samples`` reads 1 ms apart; None where there is no such file."""
+    counts = []
+    for i in range(samples):
+        try:
+            own = _own_running()
+            with open(loadavg) as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - max(own, 1))
+        except (OSError, IndexError, ValueError):
+            return None
+        if i + 1 < samples:
+            time.sleep(0.001)
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
+def auto_threads(wide: bool) -> int:
+    """``torch_threads=0``: 1 for narrow networks; for ``wide`` ones up to 4 of the cores that
+    other processes leave free (at least 1).
+
+    Torch's threads spin while they wait for each other, so on a machine whose cores are taken
+    they fight the other processes (measured, SAC 256-256 on 2 cores beside 2 busy processes:
+    2 threads 2.7x slower per update than 1; passive OpenMP waiting 2.3x, and 1.5x slower
+    than 1 thread on an idle machine, so it is not used)."""
+    if not wide:
+        return 1
+    cores = usable_cores()
+    busy = busy_cores()
+    return max(1, min(4, cores - (busy or 0)))
+
+
 def set_cpu_threads(device: torch.device, n: int = 0, wide: bool = False) -> None:
-    """Torch intra-op threads for a CPU run: ``n`` if given, else chosen from the network size.
+    """Torch intra-op threads for a CPU run: ``n`` if given, else :func:`auto_threads`.
 
     Small networks pay more for thread synchronisation than they gain (measured: 2 threads made
     a 64-64 PPO ~3x slower); 256-wide MLPs and convolutional encoders are matrix-product bound
-    and do gain (a 256-256 SAC update: 9.5 ms on 1 thread, 6.2 ms on 2). ``n=0`` picks 1 for
-    narrow networks and up to 4 cores for ``wide`` ones.
+    and do gain (a 256-256 SAC update: 9.5 ms on 1 thread, 6.2 ms on 2), unless other processes
+    hold the cores. ``n=0`` picks 1 for narrow networks and up to 4 free cores for ``wide`` ones
+    (the agent chooses again at each ``learn``).
     """
     if torch.device(device).type == "cpu":
         if n == 0:
-            n = min(4, os.cpu_count() or 1) if wide else 1
+            n = auto_threads(wide)
         # Adam's second moments and dead units' gradients decay into subnormal floats, which
         # x86 CPUs process ~100x slower: flushing them to zero cut a SAC update by 10-20 %.
         torch.set_flush_denormal(True)
