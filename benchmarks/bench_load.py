@@ -3,8 +3,9 @@ each load in a fresh process, side by side in one run.
 
     python benchmarks/bench_load.py [--sac-env HalfCheetah-v5] [--buffer-size 1000000]
 
-For a SAC run (default replay of a million rows, as the library's default) and a PPO run on
-CartPole, each trained briefly into a run directory, a fresh process measures:
+For a SAC run (a replay of a million rows, the library's default, holding ``--fill`` transitions of
+random warm-up actions) and a PPO run on CartPole, each written into a run directory, a fresh
+process measures:
 
 * ``critic.load(RUN)``: the run's ``model/`` (weights and normalisation), no envs, no replay;
 * ``critic.load(RUN/checkpoints/agent.safetensors)``: to act out of the full training
@@ -12,8 +13,8 @@ CartPole, each trained briefly into a run directory, a fresh process measures:
 * ``critic.load(RUN/checkpoints/agent.safetensors, for_training=True)``: every part (what
   ``load`` did for every use before 0.2): envs, replay, optimizers, RNG and env states.
 
-Peak resident memory is ``ru_maxrss`` of the loading process, which includes Python, torch and
-critic themselves: the "import only" row is that floor.
+Memory is the resident memory the load adds (VmRSS after the load and a first ``predict``, less
+VmRSS after ``import critic``); the total includes Python, torch and critic themselves.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def work(spec: dict) -> dict:
     import critic
     t_import = time.perf_counter() - t0
     run, case = Path(spec["run"]), spec["case"]
+    rss_import = rss_mib()
     t = time.perf_counter()
     agent = None
     if case == "model/ (act)":
@@ -48,8 +50,17 @@ def work(spec: dict) -> dict:
     seconds = time.perf_counter() - t
     if agent is not None:  # it acts
         agent.predict(np.zeros(agent.obs_space.shape, agent.obs_space.dtype), deterministic=True)
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"load_seconds": seconds, "import_seconds": t_import, "peak_rss_mib": rss_mib}
+    return {"load_seconds": seconds, "import_seconds": t_import, "rss_after_import_mib": rss_import,
+            "rss_mib": rss_mib(), "added_rss_mib": rss_mib() - rss_import,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def rss_mib() -> float:
+    """Resident memory now (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def train(algo: str, env: str, run: Path, steps: int, hp: dict) -> None:
@@ -63,6 +74,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sac-env", default="HalfCheetah-v5")
     p.add_argument("--buffer-size", type=int, default=1_000_000)
+    p.add_argument("--fill", type=int, default=200_000,
+                   help="SAC env steps stored in the replay before the checkpoint (random warm-up actions: "
+                        "only the load is measured, not learning)")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -72,7 +86,7 @@ def main() -> None:
     print(f"{machine['cpu']}, {machine['cores']} cores, load average {loadavg()}", flush=True)
     base = OUT_DIR / "bench_load"
     runs = {
-        "SAC": ("SAC", args.sac_env, 2_000, {"learning_starts": 1_000, "buffer_size": args.buffer_size}),
+        "SAC": ("SAC", args.sac_env, args.fill, {"learning_starts": args.fill, "buffer_size": args.buffer_size}),
         "PPO": ("PPO", "CartPole-v1", 4_096, {}),
     }
     rows = []
@@ -89,7 +103,8 @@ def main() -> None:
         for case in CASES:
             r = run_worker(__file__, {"run": str(run), "case": case}, timeout=600)
             rows.append({"agent": name, "env": env, "case": case, **sizes, **r})
-            print(f"  {case:24} load {r['load_seconds']:6.3f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB", flush=True)
+            print(f"  {case:24} load {r['load_seconds']:6.3f} s   resident memory added {r['added_rss_mib']:7.1f} MiB "
+                  f"(total {r['rss_mib']:.0f} MiB)", flush=True)
     res = {"machine": machine, "rows": rows, "load_after": loadavg()}
     path = out_path(args.out, "load")
     write_results(path, res)

@@ -32,6 +32,7 @@ from critic.envs.spaces import same_space, space_from_dict, space_to_dict
 from critic.logger import Clock, Every, Progress, RunLogger, metrics_row, sigint_flag, write_summary
 from critic.modules.actions import box_clipper
 from critic.nn import compile_forwards, has_images, is_image_space, is_packed_space, set_cpu_threads
+from critic.optim import ACTING
 from critic.seeding import rng_state, seed_everything, set_rng_state
 from critic.version import __version__
 
@@ -131,7 +132,11 @@ class Agent:
         self._run: dict[str, Any] = {"evals": [], "wall": 0.0, "train": 0.0}
         self._learn_span: tuple[int, int] | None = None  # (first, last env step) of the current learn()
         self._resume_span: tuple[int, int] | None = None
-        self._build()
+        acting = ACTING.set(not for_training)
+        try:
+            self._build()
+        finally:
+            ACTING.reset(acting)
         if cfg.compile:
             compile_forwards(self.nets)
 

@@ -11,11 +11,31 @@ elementwise; the clipping norm is the global norm either way).
 
 from __future__ import annotations
 
+import contextvars
 from typing import Iterable
 
 import torch
 from torch import nn
 from torch.optim import optimizer as _torch_optimizer
+
+
+ACTING: contextvars.ContextVar[bool] = contextvars.ContextVar("critic_acting", default=False)
+"""True while an agent loaded to act builds itself: optimizers are :class:`ParamsOnly` then."""
+
+
+class ParamsOnly:
+    """What an agent loaded to act holds in place of an optimizer: the parameter groups, no
+    state and no step. (The first torch optimizer a process builds costs ~0.9 s: torch imports
+    its compiler stack; an agent that only acts never needs it.)"""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+        self.param_groups = [{"params": list(params), "lr": lr}]
+        self.state: dict = {}
+
+    def step(self, *args, **kwargs):
+        raise RuntimeError("this agent was loaded to act and has no optimizer; load it with for_training=True")
+
+    zero_grad = step
 
 
 def flatten_(params: Iterable[nn.Parameter], grads: bool = True) -> torch.Tensor:

@@ -17,7 +17,7 @@ from critic.modules.deterministic import (DeterministicExploration, Deterministi
 from critic.modules.members import run_members
 from critic.modules.target import polyak_members
 from critic.nn import flat_dim
-from critic.optim import flatten_
+from critic.optim import ACTING, ParamsOnly, flatten_
 
 
 def user_encoder(agent, cfg: Config):
@@ -55,6 +55,8 @@ def make_optimizer(module: torch.nn.Module, cfg: OnPolicyConfig) -> torch.optim.
 
 def optimizer_for(params: list[torch.Tensor], cfg: OnPolicyConfig) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` asks for over ``params`` (A3C workers build theirs over shared ones)."""
+    if ACTING.get():
+        return ParamsOnly(params, cfg.learning_rate)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps,
                                    foreach=True)
@@ -63,6 +65,8 @@ def optimizer_for(params: list[torch.Tensor], cfg: OnPolicyConfig) -> torch.opti
 
 def adam(params: list[torch.Tensor], lr: float, cfg: Config, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the config's ``adam_betas``, fused where the device has the kernel."""
+    if ACTING.get():
+        return ParamsOnly(params, lr)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=eps, fused=fused)
 
