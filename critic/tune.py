@@ -465,10 +465,11 @@ def summary(study, top: int = 5) -> str:
     if done:
         lines.append(f"{'trial':>6} {'value':>10}  parameters")
         for t in done:
-            params = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+            used = t.user_attrs.get("hparams") or t.params  # what the agent ran with (sizes fitted, --set applied)
+            params = " ".join(f"{k}={_short(v)}" for k, v in used.items() if k not in ("seed", "torch_threads"))
             lines.append(f"{t.number:>6} {t.value:>10.2f}  {params}")
     return "\n".join(lines)
 
 
 def _short(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v).replace(" ", "")
