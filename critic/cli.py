@@ -73,6 +73,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     eval_episodes = args.eval_episodes if args.eval_episodes is not None else eval_episodes
     cfg = cls.config_cls.from_dict(hparams)  # validate before any env is built
     if args.seeds is not None or args.sweep:
+        given = [flag for flag, v in (("--stop-at", args.stop_at), ("--keep-checkpoints", args.keep_checkpoints),
+                                      ("--track", args.track or None)) if v is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)}: not available for a batched run (--seeds/--sweep) yet; train the "
+                           "seeds one by one (--seed S) to use them")
         return _train_seeds(cls, args, cfg, steps, eval_every, eval_episodes, preset_path)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo.lower()}_{args.env_id.replace('/', '-')}_s{cfg.seed}_"

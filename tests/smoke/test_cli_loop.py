@@ -48,6 +48,12 @@ def test_bad_loop_options_are_one_line_errors(tmp_path, capsys, flag, value):
     assert f"'{flag}'" in capsys.readouterr().err
 
 
+def test_loop_options_are_refused_for_batched_runs(tmp_path, capsys):
+    assert main(["train", "a2c", "CartPole-v1", "--seeds", "0-1", "--steps", "100", "--out", str(tmp_path / "r"),
+                 "--stop-at", "400", *A2C]) == 2
+    assert "--stop-at: not available for a batched run" in capsys.readouterr().err
+
+
 def test_track_without_a_wandb_login_trains_on(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
