@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import loadavg, machine_info, out_path, run_worker, serve_worker, write_results  # noqa: E402
+from common import loadavg, machine_info, median, out_path, run_worker, serve_worker, write_results  # noqa: E402
 
 VARIANTS = {  # name -> (torch_threads, OMP_WAIT_POLICY or None)
     "1 thread": (1, None),
@@ -96,9 +96,9 @@ def main() -> None:
     print("\nms per update (median over repeats), and ratio to 1 thread in the same scenario:")
     table = {}
     for scenario in ("idle", "busy"):
-        base = _median([r["ms_per_update"] for r in rows if r["scenario"] == scenario and r["variant"] == "1 thread"])
+        base = median([r["ms_per_update"] for r in rows if r["scenario"] == scenario and r["variant"] == "1 thread"])
         for name in VARIANTS:
-            ms = _median([r["ms_per_update"] for r in rows if r["scenario"] == scenario and r["variant"] == name])
+            ms = median([r["ms_per_update"] for r in rows if r["scenario"] == scenario and r["variant"] == name])
             used = sorted({r["threads"] for r in rows if r["scenario"] == scenario and r["variant"] == name})
             table[f"{scenario}/{name}"] = {"ms": round(ms, 2), "vs_1_thread": round(ms / base, 2), "threads": used}
             print(f"  {scenario:5} {name:20} {ms:7.2f} ms  {ms / base:5.2f}x  threads {used}")
@@ -107,11 +107,6 @@ def main() -> None:
     path = out_path(args.out, "threads")
     write_results(path, res)
     print(f"\nresults: {path}")
-
-
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 if __name__ == "__main__":

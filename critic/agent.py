@@ -37,6 +37,9 @@ from critic.seeding import rng_state, seed_everything, set_rng_state
 from critic.version import __version__
 
 Callback = Callable[["Agent", dict[str, Any]], bool | None]
+MODEL_TENSORS = ("nets/", "obs_norm")
+"""The tensors acting needs (name prefixes): a model file holds these, and loading to act reads
+only these out of a full checkpoint."""
 
 __all__ = ["Agent", "Callback", "NonFiniteError", "load"]
 
@@ -511,7 +514,7 @@ class Agent:
         checkpoint (:meth:`save`) instead."""
         self.check_finite("nothing was written")
         tensors = {f"nets/{k}": v for k, v in self.nets.state_dict().items()}
-        tensors.update({k: v for k, v in self.prep.state().items() if k.startswith("obs_norm")})
+        tensors.update({k: v for k, v in self.prep.state().items() if k.startswith(MODEL_TENSORS)})
         meta = {
             "kind": "model", "algo": self.algo, "critic_version": __version__, "env_id": self.env_id,
             "config": self.cfg.to_dict(),
@@ -711,6 +714,15 @@ class TrainingSession:
                                     + (f"; checkpoint written to {run_dir}" if run_dir else ""))
 
 
+def run_config(algo: str, env_id: str | None, cfg: Config, steps: int, eval_every: int, eval_episodes: int,
+               allow_import: tuple[str, ...] | list[str] = (), preset: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A run directory's ``config.yaml`` (what ``critic train --resume`` reads): algorithm, env id,
+    seed, step budget, evaluation settings, preset, allowed imports and every config field."""
+    return {"algo": algo, "env_id": env_id, "seed": cfg.seed, "steps": int(steps), "eval_every": int(eval_every),
+            "eval_episodes": int(eval_episodes), "preset": str(preset) if preset else None,
+            "allow_import": list(allow_import), "hparams": cfg.to_dict()}
+
+
 def write_run_config(run_dir: Path, agent: Agent, target: int, eval_every: int, eval_episodes: int) -> None:
     """``config.yaml`` of a run directory made by ``learn(run_dir=...)``, as ``critic train``
     writes it, so ``critic train --resume RUN`` continues it (to ``target`` env steps). One that
@@ -725,9 +737,8 @@ def write_run_config(run_dir: Path, agent: Agent, target: int, eval_every: int, 
             old = None
         if not (isinstance(old, dict) and old.get("written_by") == "learn"):
             return
-    run_cfg = {"algo": agent.algo, "env_id": agent.env_id, "seed": agent.cfg.seed, "steps": int(target),
-               "eval_every": int(eval_every), "eval_episodes": int(eval_episodes), "preset": None,
-               "allow_import": list(agent.allow_import), "hparams": agent.cfg.to_dict(), "written_by": "learn"}
+    run_cfg = {**run_config(agent.algo, agent.env_id, agent.cfg, target, eval_every, eval_episodes,
+                            agent.allow_import), "written_by": "learn"}
     if agent.env_id is None:
         run_cfg["note"] = ("trained on an env given as an object or callable: critic train --resume needs a "
                            "Gymnasium id; resume from Python with critic.load(RUN, env=..., for_training=True)")
@@ -792,7 +803,7 @@ def load(path: str | os.PathLike, env: EnvSpec | None = None, *, allow_import: t
         if cls is None or _expect not in (None, cls):
             raise ckpt.CheckpointError(f"{path}: a batched run of {meta.get('algo')!r}, which this cannot load")
         return cls._load_batch(path, env=env, allow_import=allow_import)
-    acting = None if for_training else (lambda k: k.startswith(("nets/", "obs_norm")))
+    acting = None if for_training else (lambda k: k.startswith(MODEL_TENSORS))
     tensors, meta = ckpt.read(path, acting)
     if isinstance(meta, dict) and meta.get("kind") == "model" and for_training:
         raise ckpt.CheckpointError(f"{ckpt.resolve(path)}: a model file (what acting needs: weights, normalisation) "

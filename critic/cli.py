@@ -28,6 +28,7 @@ class CLIError(Exception):
 # ----------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from critic.agent import run_config
     from critic.algos.registry import get_algo
 
     if args.resume:
@@ -91,10 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     agent = cls(args.env_id, cfg, allow_import=tuple(args.allow_import or ()))
     _clear_failed_attempt(out)
     out.mkdir(parents=True, exist_ok=True)
-    run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": cfg.seed, "steps": steps,
-               "eval_every": eval_every, "eval_episodes": eval_episodes,
-               "preset": str(preset_path) if preset_path else None,
-               "allow_import": list(args.allow_import or ()), "hparams": cfg.to_dict(), **_run_options(args, {})}
+    run_cfg = {**run_config(cls.algo, args.env_id, cfg, steps, eval_every, eval_episodes, args.allow_import or (),
+                            preset_path), **_run_options(args, {})}
     (out / "config.yaml").write_text(dump_yaml(run_cfg))
     print(f"critic: training {cls.algo} on {args.env_id} for {steps:,} steps -> {out}", file=sys.stderr)
     return _run(agent, steps, out, eval_every, eval_episodes, args, run_cfg)
@@ -119,6 +118,7 @@ def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int
                  preset_path) -> int:
     """``--seeds 0-7``: one batched run; RUN/seed_<s>/ is each member's ordinary run directory
     (its own config.yaml: it resumes alone with --resume), RUN/ holds the aggregate."""
+    from critic.agent import run_config
     from critic.algos.batch import parse_seeds
 
     seeds = parse_seeds(args.seeds if args.seeds is not None else [cfg.seed])
@@ -132,10 +132,8 @@ def _train_seeds(cls, args: argparse.Namespace, cfg, steps: int, eval_every: int
     for k, member in enumerate(batch.agents):
         d = out / batch.member_name(k)
         d.mkdir(parents=True, exist_ok=True)
-        run_cfg = {"algo": cls.algo, "env_id": args.env_id, "seed": member.cfg.seed, "steps": steps,
-                   "eval_every": eval_every, "eval_episodes": eval_episodes,
-                   "preset": str(preset_path) if preset_path else None,
-                   "allow_import": list(args.allow_import or ()), "hparams": member.cfg.to_dict()}
+        run_cfg = run_config(cls.algo, args.env_id, member.cfg, steps, eval_every, eval_episodes,
+                             args.allow_import or (), preset_path)
         (d / "config.yaml").write_text(dump_yaml(run_cfg))
     print(f"critic: training {cls.algo} on {args.env_id}: {batch.M} members in one batch (seeds {seeds}"
           f"{', sweep ' + ' '.join(args.sweep) if args.sweep else ''}) for {steps:,} steps each -> {out}",
